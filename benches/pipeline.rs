@@ -1,0 +1,104 @@
+//! Benchmarks of the query path: decode + features for one upload, and ranking against 10 000
+//! indexed prints. Run with `cargo bench`; quote figures with the machine they ran on.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, LazyLock};
+
+use huaxing::engine::analyze;
+use huaxing::features::{self, FeatureSet, global_vector};
+use huaxing::index::{Indexes, VectorIndex};
+use huaxing::normalize::normalize;
+use huaxing::search::{DEFAULT_COPY_THRESHOLD, rank};
+use image::{ImageFormat, Rgb, RgbImage};
+use rayon::prelude::*;
+
+fn main() {
+    divan::main();
+}
+
+/// A generated motif print: discs of a few inks on a ground, different for every seed.
+fn print(seed: u64, side: u32) -> RgbImage {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut image = RgbImage::from_pixel(side, side, Rgb([(next() % 256) as u8, 230, 210]));
+    for _ in 0..12 {
+        let ink = Rgb([
+            (next() % 256) as u8,
+            (next() % 256) as u8,
+            (next() % 256) as u8,
+        ]);
+        let (cx, cy) = (
+            (next() % u64::from(side)) as i64,
+            (next() % u64::from(side)) as i64,
+        );
+        let r = (i64::from(side) / 20 + (next() % u64::from(side / 8)) as i64).pow(2);
+        for (x, y, pixel) in image.enumerate_pixels_mut() {
+            if (x as i64 - cx).pow(2) + (y as i64 - cy).pow(2) < r {
+                *pixel = ink;
+            }
+        }
+    }
+    image
+}
+
+fn encoded(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Cursor::new(Vec::new());
+    image.write_to(&mut bytes, format).expect("encode");
+    bytes.into_inner()
+}
+
+#[divan::bench(args = [384, 1024])]
+fn decode_and_extract_jpeg(bencher: divan::Bencher, side: u32) {
+    let bytes = encoded(&print(1, side), ImageFormat::Jpeg);
+    bencher.bench(|| analyze(divan::black_box(&bytes)).expect("analyse"));
+}
+
+struct Registry10k {
+    indexes: Indexes,
+    features: HashMap<u64, Arc<FeatureSet>>,
+    queries: Vec<FeatureSet>,
+}
+
+static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
+    let sets: Vec<(u64, FeatureSet)> = (0..10_000u64)
+        .into_par_iter()
+        .map(|seed| (seed, features::extract(&normalize(&print(seed, 96)))))
+        .collect();
+    let vectors = VectorIndex::new(global_vector::DIMENSIONS, sets.len());
+    let items: Vec<(u64, Vec<f32>)> = sets
+        .iter()
+        .map(|(s, f)| (*s, f.global_vector.clone()))
+        .collect();
+    vectors.insert_many(&items).expect("index");
+    let indexes = Indexes::new(vectors, sets.iter().map(|(s, f)| (*s, f)));
+    let queries = (0..64u64)
+        .map(|seed| features::extract(&normalize(&print(seed * 150, 96))))
+        .collect();
+    Registry10k {
+        indexes,
+        features: sets.into_iter().map(|(s, f)| (s, Arc::new(f))).collect(),
+        queries,
+    }
+});
+
+#[divan::bench]
+fn rank_against_10k_prints(bencher: divan::Bencher) {
+    let registry = &*REGISTRY_10K;
+    let mut next = 0;
+    bencher.bench_local(|| {
+        next = (next + 1) % registry.queries.len();
+        rank(
+            &registry.queries[next],
+            &registry.indexes,
+            &registry.features,
+            10,
+            DEFAULT_COPY_THRESHOLD,
+        )
+    });
+}

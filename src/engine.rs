@@ -1,0 +1,397 @@
+//! The engine ties the stages together: it opens a data directory (registry, blobs, index
+//! dump), brings the in-memory indexes in line with the registry, and offers register, search
+//! and compare to the API and the CLI. Everything here is blocking; async callers use
+//! `spawn_blocking`.
+
+use std::collections::HashMap;
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::decode::decode;
+use crate::error::{Error, Result};
+use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector};
+use crate::index::{Indexes, VectorIndex};
+use crate::normalize::normalize;
+use crate::registry::{self, BlobStore, NewPattern, PatternRecord, Registry, Status, sha256_hex};
+use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD};
+
+/// Settings that change answers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Score at and above which the verdict is `copy`.
+    pub copy_threshold: f32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            copy_threshold: DEFAULT_COPY_THRESHOLD,
+        }
+    }
+}
+
+/// An upload, decoded and described, not yet stored.
+pub struct Analysis {
+    /// Derived from the decoded pixels, so a lossless re-encode has the same id.
+    pub id: String,
+    pub sha256: String,
+    pub media_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub features: FeatureSet,
+}
+
+/// Decodes and describes an upload. Pure: touches no data directory.
+pub fn analyze(bytes: &[u8]) -> Result<Analysis> {
+    let decoded = decode(bytes)?;
+    let (width, height) = decoded.pixels.dimensions();
+    let mut pixel_hash = Sha256::new();
+    pixel_hash.update(b"huaxing-pixels-v1\0");
+    pixel_hash.update(width.to_le_bytes());
+    pixel_hash.update(height.to_le_bytes());
+    pixel_hash.update(decoded.pixels.as_raw());
+    Ok(Analysis {
+        id: hex::encode(&pixel_hash.finalize()[..16]),
+        sha256: sha256_hex(bytes),
+        media_type: decoded.media_type().to_string(),
+        width,
+        height,
+        features: features::extract(&normalize(&decoded.pixels)),
+    })
+}
+
+/// Who registers a pattern and under what name.
+#[derive(Clone, Debug, Default)]
+pub struct PatternMeta {
+    pub title: String,
+    pub owner: String,
+    pub reference: String,
+    pub status: Option<Status>,
+}
+
+/// A registered pattern found for a query.
+#[derive(Clone, Debug, Serialize)]
+pub struct Match {
+    #[serde(flatten)]
+    pub pattern: PatternRecord,
+    #[serde(flatten)]
+    pub comparison: Comparison,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Serialize)]
+pub struct Registration {
+    #[serde(flatten)]
+    pub pattern: PatternRecord,
+    /// False when the same picture was already registered; `pattern` is then that record.
+    #[serde(skip)]
+    pub created: bool,
+    /// Registered patterns this one is judged a copy of, found before it was stored.
+    pub duplicates: Vec<Match>,
+}
+
+pub struct Engine {
+    data_dir: PathBuf,
+    registry: Registry,
+    blobs: BlobStore,
+    indexes: Indexes,
+    features: RwLock<HashMap<u64, Arc<FeatureSet>>>,
+    config: Config,
+    /// Held for the engine's life: one process per data directory.
+    _lock: File,
+}
+
+impl Engine {
+    /// Opens (creating if needed) a data directory and makes the indexes agree with the registry.
+    pub fn open(data_dir: &Path, config: Config) -> Result<Engine> {
+        fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        let lock_path = data_dir.join("huaxing.lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: data_dir.into(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let registry = Registry::open(&data_dir.join("registry.sqlite"))?;
+        let blobs = BlobStore::open(data_dir.join("blobs"))?;
+        let features = current_features(&registry, &blobs)?;
+        let vectors = load_or_build_vectors(&data_dir.join("index"), &features)?;
+        let indexes = Indexes::new(vectors, features.iter().map(|(seq, set)| (*seq, set)));
+        tracing::info!(
+            patterns = features.len(),
+            "registry open in {}",
+            data_dir.display()
+        );
+        Ok(Engine {
+            data_dir: data_dir.into(),
+            registry,
+            blobs,
+            indexes,
+            features: RwLock::new(
+                features
+                    .into_iter()
+                    .map(|(s, f)| (s, Arc::new(f)))
+                    .collect(),
+            ),
+            config,
+            _lock: lock,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn count(&self) -> usize {
+        self.features.read().expect("features lock").len()
+    }
+
+    /// Registers an upload. The same picture registered before answers with its existing
+    /// record; otherwise the new pattern is durably committed before this returns.
+    pub fn register(&self, bytes: &[u8], meta: PatternMeta) -> Result<Registration> {
+        let analysis = analyze(bytes)?;
+        self.register_analyzed(bytes, analysis, meta)
+    }
+
+    /// [`Engine::register`] for an upload already analysed (bulk import analyses in parallel).
+    pub fn register_analyzed(
+        &self,
+        bytes: &[u8],
+        analysis: Analysis,
+        meta: PatternMeta,
+    ) -> Result<Registration> {
+        if let Some(existing) = self.registry.find_by_id(&analysis.id)? {
+            return Ok(Registration {
+                pattern: existing,
+                created: false,
+                duplicates: Vec::new(),
+            });
+        }
+        let duplicates: Vec<Match> = self
+            .search(&analysis.features, 10)?
+            .into_iter()
+            .filter(|m| m.comparison.copy)
+            .collect();
+        self.blobs.put(bytes)?;
+        let new = NewPattern {
+            id: analysis.id,
+            title: meta.title,
+            owner: meta.owner,
+            reference: meta.reference,
+            status: meta.status.unwrap_or(Status::Registered),
+            sha256: analysis.sha256,
+            media_type: analysis.media_type,
+            width: analysis.width,
+            height: analysis.height,
+            feature_version: FEATURE_VERSION,
+            features: analysis.features,
+        };
+        let (pattern, created) = self.registry.insert(&new)?;
+        if created {
+            self.index(pattern.seq, new.features)?;
+        }
+        Ok(Registration {
+            pattern,
+            created,
+            duplicates: if created { duplicates } else { Vec::new() },
+        })
+    }
+
+    fn index(&self, seq: u64, features: FeatureSet) -> Result<()> {
+        self.indexes.insert(seq, &features)?;
+        self.features
+            .write()
+            .expect("features lock")
+            .insert(seq, Arc::new(features));
+        Ok(())
+    }
+
+    /// Whether an upload with exactly these bytes is registered (bulk import skips those).
+    pub fn has_upload(&self, sha256: &str) -> Result<bool> {
+        Ok(self.registry.find_by_upload(sha256)?.is_some())
+    }
+
+    /// The `k` registered patterns most similar to `query`, best first.
+    pub fn search(&self, query: &FeatureSet, k: usize) -> Result<Vec<Match>> {
+        let ranked = {
+            let features = self.features.read().expect("features lock");
+            search::rank(
+                query,
+                &self.indexes,
+                &features,
+                k,
+                self.config.copy_threshold,
+            )
+        };
+        ranked
+            .into_iter()
+            .map(|(seq, comparison)| {
+                let pattern = self.registry.find_by_seq(seq)?.ok_or_else(|| {
+                    Error::Integrity(format!("indexed pattern {seq} is not in the registry"))
+                })?;
+                Ok(Match {
+                    pattern,
+                    comparison,
+                })
+            })
+            .collect()
+    }
+
+    /// Searches for each upload, in parallel, answers in the order given.
+    pub fn search_batch(&self, uploads: &[Vec<u8>], k: usize) -> Vec<Result<Vec<Match>>> {
+        uploads
+            .par_iter()
+            .map(|bytes| self.search(&analyze(bytes)?.features, k))
+            .collect()
+    }
+
+    /// Scores two prints against each other, `a` as the query and `b` as the reference.
+    pub fn compare(&self, a: &FeatureSet, b: &FeatureSet) -> Comparison {
+        search::compare(a, b, self.config.copy_threshold)
+    }
+
+    pub fn get(&self, id: &str) -> Result<PatternRecord> {
+        self.registry
+            .find_by_id(id)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("pattern {id}"),
+            })
+    }
+
+    pub fn list(&self, offset: u64, limit: u64) -> Result<Vec<PatternRecord>> {
+        self.registry.list(offset, limit)
+    }
+
+    /// The stored features of a registered pattern.
+    pub fn features_of(&self, id: &str) -> Result<Arc<FeatureSet>> {
+        let seq = self.get(id)?.seq;
+        self.features
+            .read()
+            .expect("features lock")
+            .get(&seq)
+            .cloned()
+            .ok_or_else(|| Error::Integrity(format!("pattern {id} has no features in memory")))
+    }
+
+    /// The original upload of a registered pattern and its media type.
+    pub fn image(&self, id: &str) -> Result<(Vec<u8>, String)> {
+        let record = self.get(id)?;
+        Ok((self.blobs.get(&record.sha256)?, record.media_type))
+    }
+
+    /// Writes the vector index to the data directory, so the next start need not rebuild it.
+    pub fn save_index(&self) -> Result<()> {
+        let started = Instant::now();
+        self.indexes
+            .vectors
+            .save(&self.data_dir.join("index"), FEATURE_VERSION)?;
+        tracing::info!(
+            patterns = self.indexes.vectors.len(),
+            "index saved in {:.1} s",
+            started.elapsed().as_secs_f32()
+        );
+        Ok(())
+    }
+}
+
+/// Every pattern's features at the current version; older ones are re-extracted from the
+/// stored upload and written back.
+fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, FeatureSet)>> {
+    let stored = registry.all_features()?;
+    let stale: Vec<_> = stored
+        .iter()
+        .filter(|s| s.feature_version != FEATURE_VERSION)
+        .collect();
+    if !stale.is_empty() {
+        tracing::info!(
+            patterns = stale.len(),
+            "features were made by an older extractor version; re-extracting from the stored uploads"
+        );
+    }
+    let started = Instant::now();
+    stored
+        .par_iter()
+        .map(|s| {
+            if s.feature_version == FEATURE_VERSION {
+                return Ok((s.seq, registry::parse_features(s.seq, &s.bytes)?));
+            }
+            let fresh = analyze(&blobs.get(&s.sha256)?)?.features;
+            registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
+            Ok((s.seq, fresh))
+        })
+        .collect::<Result<Vec<_>>>()
+        .inspect(|_| {
+            if !stale.is_empty() {
+                let seconds = started.elapsed().as_secs_f32();
+                tracing::info!(
+                    "re-extracted {} patterns in {seconds:.1} s ({:.0}/s)",
+                    stale.len(),
+                    stale.len() as f32 / seconds.max(1e-3)
+                );
+            }
+        })
+}
+
+/// Loads the persisted vector index and adds what the registry has beyond it; rebuilds it
+/// from the registry when the dump is missing, stale, or holds prints the registry lacks.
+fn load_or_build_vectors(dir: &Path, features: &[(u64, FeatureSet)]) -> Result<VectorIndex> {
+    let dims = global_vector::DIMENSIONS;
+    let loaded = match VectorIndex::load(dir, FEATURE_VERSION, dims) {
+        Ok(Some(index)) => {
+            let known: std::collections::HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
+            let foreign = index
+                .members()
+                .iter()
+                .filter(|s| !known.contains(s))
+                .count();
+            if foreign == 0 {
+                Some(index)
+            } else {
+                tracing::warn!(
+                    foreign,
+                    "index dump holds patterns the registry lacks; rebuilding it"
+                );
+                None
+            }
+        }
+        Ok(None) => {
+            tracing::info!(
+                "no index dump for the current features; building the index from the registry"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!("index dump unusable ({e}); rebuilding the index from the registry");
+            None
+        }
+    };
+    let index = loaded.unwrap_or_else(|| VectorIndex::new(dims, features.len()));
+    let missing: Vec<(u64, Vec<f32>)> = features
+        .iter()
+        .filter(|(seq, _)| !index.contains(*seq))
+        .map(|(seq, f)| (*seq, f.global_vector.clone()))
+        .collect();
+    if !missing.is_empty() {
+        let started = Instant::now();
+        for chunk in missing.chunks(5000) {
+            index.insert_many(chunk)?;
+            tracing::info!(
+                "indexing: {} of {} patterns added ({:.0}/s)",
+                index.len(),
+                features.len(),
+                index.len() as f32 / started.elapsed().as_secs_f32().max(1e-3)
+            );
+        }
+    }
+    Ok(index)
+}

@@ -1,0 +1,313 @@
+//! Our wrapper around `hnsw_rs`, the approximate nearest-neighbour graph over global vectors.
+//! Its quirks stay here: bare `usize` parameters, a reloaded graph that borrows its loader,
+//! asserts (panics) on corrupt dumps, and no deletion (prints are never deleted, so none is
+//! needed). A dump is written to a fresh folder and swapped in whole, with a small JSON file of
+//! what it holds, so a crash mid-dump leaves the old dump or none, never half of one.
+
+use std::collections::HashSet;
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anndists::dist::DistL2;
+use hnsw_rs::hnswio::HnswIo;
+use hnsw_rs::prelude::{AnnT, Hnsw};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Links per node and layer.
+const MAX_CONNECTIONS: usize = 24;
+const MAX_LAYERS: usize = 16;
+const EF_CONSTRUCTION: usize = 200;
+/// Breadth of the search; at least the number of results asked for.
+const EF_SEARCH: usize = 96;
+const BASENAME: &str = "vectors";
+/// Bumped when the dump's layout or meaning changes.
+const DUMP_FORMAT: u32 = 1;
+
+/// What a dump holds, saved beside it.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct DumpMeta {
+    format: u32,
+    feature_version: u32,
+    dimensions: usize,
+    count: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VectorHit {
+    pub seq: u64,
+    /// Euclidean distance between unit vectors.
+    pub distance: f32,
+}
+
+pub struct VectorIndex {
+    graph: Hnsw<'static, f32, DistL2>,
+    members: Mutex<HashSet<u64>>,
+    dimensions: usize,
+}
+
+impl VectorIndex {
+    pub fn new(dimensions: usize, expected_len: usize) -> VectorIndex {
+        VectorIndex {
+            graph: Hnsw::new(
+                MAX_CONNECTIONS,
+                expected_len.max(1024),
+                MAX_LAYERS,
+                EF_CONSTRUCTION,
+                DistL2,
+            ),
+            members: Mutex::default(),
+            dimensions,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.lock().expect("index members lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.members
+            .lock()
+            .expect("index members lock")
+            .contains(&seq)
+    }
+
+    /// The sequence numbers the index holds.
+    pub fn members(&self) -> HashSet<u64> {
+        self.members.lock().expect("index members lock").clone()
+    }
+
+    /// Adds one vector; a print already present is left as it is.
+    pub fn insert(&self, seq: u64, vector: &[f32]) -> Result<()> {
+        if vector.len() != self.dimensions {
+            return Err(Error::Index(format!(
+                "vector of {} dimensions for an index of {}",
+                vector.len(),
+                self.dimensions
+            )));
+        }
+        if !self.members.lock().expect("index members lock").insert(seq) {
+            return Ok(());
+        }
+        self.graph.insert_slice((vector, seq as usize));
+        Ok(())
+    }
+
+    /// Adds many vectors at once, in parallel.
+    pub fn insert_many(&self, items: &[(u64, Vec<f32>)]) -> Result<()> {
+        let mut members = self.members.lock().expect("index members lock");
+        let mut fresh = Vec::with_capacity(items.len());
+        for (seq, vector) in items {
+            if vector.len() != self.dimensions {
+                return Err(Error::Index(format!(
+                    "vector of print {seq} has the wrong size"
+                )));
+            }
+            if members.insert(*seq) {
+                fresh.push((vector, *seq as usize));
+            }
+        }
+        drop(members);
+        self.graph.parallel_insert(&fresh);
+        Ok(())
+    }
+
+    /// Approximate `k` nearest vectors, nearest first.
+    pub fn nearest(&self, vector: &[f32], k: usize) -> Vec<VectorHit> {
+        if self.is_empty() || vector.len() != self.dimensions || k == 0 {
+            return Vec::new();
+        }
+        self.graph
+            .search(vector, k, EF_SEARCH.max(k))
+            .into_iter()
+            .map(|n| VectorHit {
+                seq: n.d_id as u64,
+                distance: n.distance,
+            })
+            .collect()
+    }
+
+    /// Writes the graph to `dir` (replacing any earlier dump there) atomically.
+    pub fn save(&self, dir: &Path, feature_version: u32) -> Result<()> {
+        let staging = sibling(dir, "new");
+        let retired = sibling(dir, "old");
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let count = self.len();
+        let dumped = catch_unwind(AssertUnwindSafe(|| {
+            self.graph.file_dump(&staging, BASENAME)
+        }));
+        match dumped {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Error::Index(format!("cannot write the index dump: {e}"))),
+            Err(_) => return Err(Error::Index("the index dump failed".into())),
+        }
+        let meta = DumpMeta {
+            format: DUMP_FORMAT,
+            feature_version,
+            dimensions: self.dimensions,
+            count,
+        };
+        let meta_path = staging.join("meta.json");
+        fs::write(
+            &meta_path,
+            serde_json::to_vec(&meta).expect("meta serialises"),
+        )
+        .map_err(|e| Error::io(&meta_path, e))?;
+        for entry in fs::read_dir(&staging).map_err(|e| Error::io(&staging, e))? {
+            let path = entry.map_err(|e| Error::io(&staging, e))?.path();
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        let _ = fs::remove_dir_all(&retired);
+        if dir.exists() {
+            fs::rename(dir, &retired).map_err(|e| Error::io(dir, e))?;
+        }
+        fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+        let _ = fs::remove_dir_all(&retired);
+        Ok(())
+    }
+
+    /// Reads a dump written by [`VectorIndex::save`]. `Ok(None)` when there is none, or it was
+    /// made for other features or another layout; an error when it is there but unreadable.
+    pub fn load(
+        dir: &Path,
+        feature_version: u32,
+        dimensions: usize,
+    ) -> Result<Option<VectorIndex>> {
+        let meta_path = dir.join("meta.json");
+        let Ok(meta_bytes) = fs::read(&meta_path) else {
+            return Ok(None);
+        };
+        let meta: DumpMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| Error::Index(format!("{}: {e}", meta_path.display())))?;
+        if meta.format != DUMP_FORMAT
+            || meta.feature_version != feature_version
+            || meta.dimensions != dimensions
+        {
+            return Ok(None);
+        }
+        // The loaded graph borrows its loader for as long as it lives; the loader is small and
+        // loaded once per start, so it is leaked rather than kept in a self-referential struct.
+        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, BASENAME)));
+        let graph: Hnsw<'static, f32, DistL2> = match catch_unwind(AssertUnwindSafe(move || {
+            let loader = loader;
+            loader.load_hnsw::<f32, DistL2>()
+        })) {
+            Ok(Ok(graph)) => graph,
+            Ok(Err(e)) => return Err(Error::Index(format!("cannot read the index dump: {e}"))),
+            Err(_) => return Err(Error::Index("the index dump is corrupt".into())),
+        };
+        let members: HashSet<u64> = graph
+            .get_point_indexation()
+            .into_iter()
+            .map(|point| point.get_origin_id() as u64)
+            .collect();
+        if members.len() != meta.count {
+            return Err(Error::Index(format!(
+                "the index dump holds {} prints, its description says {}",
+                members.len(),
+                meta.count
+            )));
+        }
+        Ok(Some(VectorIndex {
+            graph,
+            members: Mutex::new(members),
+            dimensions,
+        }))
+    }
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_vector(seed: u64, dimensions: usize) -> Vec<f32> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut v: Vec<f32> = (0..dimensions)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    fn exact_nearest(items: &[(u64, Vec<f32>)], query: &[f32]) -> u64 {
+        let dist = |v: &[f32]| {
+            v.iter()
+                .zip(query)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+        };
+        items
+            .iter()
+            .min_by(|a, b| dist(&a.1).total_cmp(&dist(&b.1)))
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn agrees_with_exact_search_and_survives_a_reload() {
+        let items: Vec<(u64, Vec<f32>)> =
+            (0..2000).map(|i| (i * 3 + 1, unit_vector(i, 32))).collect();
+        let index = VectorIndex::new(32, items.len());
+        index.insert_many(&items).unwrap();
+        let queries: Vec<Vec<f32>> = (5000..5100).map(|i| unit_vector(i, 32)).collect();
+        let agree = |index: &VectorIndex| {
+            queries
+                .iter()
+                .filter(|q| index.nearest(q, 1)[0].seq == exact_nearest(&items, q))
+                .count()
+        };
+        assert!(
+            agree(&index) >= 95,
+            "HNSW found the exact nearest for {} of 100",
+            agree(&index)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("vectors");
+        index.save(&dump, 7).unwrap();
+        index.save(&dump, 7).unwrap();
+        assert!(
+            VectorIndex::load(&dump, 8, 32).unwrap().is_none(),
+            "other feature version"
+        );
+        let reloaded = VectorIndex::load(&dump, 7, 32).unwrap().unwrap();
+        assert_eq!(reloaded.members(), index.members());
+        assert_eq!(agree(&reloaded), agree(&index));
+        reloaded.insert(99_999, &unit_vector(1, 32)).unwrap();
+        assert_eq!(reloaded.nearest(&unit_vector(1, 32), 2).len(), 2);
+    }
+
+    #[test]
+    fn missing_dump_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            VectorIndex::load(&dir.path().join("nothing"), 1, 8)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Brings every decoded print to one working resolution and to CIELAB, and derives the
+//! structure channel: the colour-difference edge strength, which a recolouring leaves in place
+//! because it changes the inks, not where one ink meets another.
+
+use image::{ImageBuffer, Luma, RgbImage, imageops};
+
+/// Longest side of the working image, in pixels.
+pub const WORKING_SIDE: u32 = 256;
+
+/// A grey image with float samples.
+pub type GrayF32 = ImageBuffer<Luma<f32>, Vec<f32>>;
+
+/// A print at working resolution, ready for the feature extractors.
+pub struct PrintImage {
+    pub width: u32,
+    pub height: u32,
+    /// CIELAB (D65) per pixel, row-major.
+    pub lab: Vec<[f32; 3]>,
+    /// Edge strength in CIELAB, the colour-robust structure channel: ΔE per pixel / 100,
+    /// capped at 1.
+    pub structure: GrayF32,
+    /// CIELAB lightness L* / 100: keeps the coarse layout that edges lose on dense all-over
+    /// prints.
+    pub lightness: GrayF32,
+}
+
+/// Channels are kept in [0, 1]: `image`'s resampling clamps float samples to that range.
+///
+/// Resizes to the working resolution (aspect kept) and converts to CIELAB.
+pub fn normalize(rgb: &RgbImage) -> PrintImage {
+    let (w, h) = rgb.dimensions();
+    let scale = WORKING_SIDE as f32 / w.max(h) as f32;
+    let width = ((w as f32 * scale).round() as u32).max(1);
+    let height = ((h as f32 * scale).round() as u32).max(1);
+    let working = if scale < 1.0 {
+        imageops::thumbnail(rgb, width, height)
+    } else {
+        imageops::resize(rgb, width, height, imageops::FilterType::Triangle)
+    };
+    let lab: Vec<[f32; 3]> = working.pixels().map(|p| srgb_to_lab(p.0)).collect();
+    let structure = edge_strength(&lab, width, height);
+    let lightness = GrayF32::from_fn(width, height, |x, y| {
+        Luma([lab[(y * width + x) as usize][0] / 100.0])
+    });
+    PrintImage {
+        width,
+        height,
+        lab,
+        structure,
+        lightness,
+    }
+}
+
+/// Sobel gradient magnitude over the three CIELAB channels together.
+fn edge_strength(lab: &[[f32; 3]], width: u32, height: u32) -> GrayF32 {
+    let (w, h) = (width as i64, height as i64);
+    let at = |x: i64, y: i64| lab[(y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize];
+    GrayF32::from_fn(width, height, |x, y| {
+        let (x, y) = (x as i64, y as i64);
+        let mut sum = 0.0;
+        for c in 0..3 {
+            let gx = at(x + 1, y - 1)[c] + 2.0 * at(x + 1, y)[c] + at(x + 1, y + 1)[c]
+                - at(x - 1, y - 1)[c]
+                - 2.0 * at(x - 1, y)[c]
+                - at(x - 1, y + 1)[c];
+            let gy = at(x - 1, y + 1)[c] + 2.0 * at(x, y + 1)[c] + at(x + 1, y + 1)[c]
+                - at(x - 1, y - 1)[c]
+                - 2.0 * at(x, y - 1)[c]
+                - at(x + 1, y - 1)[c];
+            sum += gx * gx + gy * gy;
+        }
+        // Sobel weights sum to 8 per side; 100 ΔE is a jump from black to white.
+        Luma([(sum.sqrt() / 8.0 / 100.0).min(1.0)])
+    })
+}
+
+/// sRGB (8-bit) to CIELAB under D65.
+pub fn srgb_to_lab([r, g, b]: [u8; 3]) -> [f32; 3] {
+    fn linear(c: u8) -> f32 {
+        let c = f32::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    }
+    fn f(t: f32) -> f32 {
+        if t > 0.008856 {
+            t.cbrt()
+        } else {
+            7.787 * t + 16.0 / 116.0
+        }
+    }
+    let (r, g, b) = (linear(r), linear(g), linear(b));
+    let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+    let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+    let (fx, fy, fz) = (f(x), f(y), f(z));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_of_white_black_and_red() {
+        let white = srgb_to_lab([255, 255, 255]);
+        assert!((white[0] - 100.0).abs() < 0.1 && white[1].abs() < 0.1 && white[2].abs() < 0.1);
+        assert!(srgb_to_lab([0, 0, 0])[0].abs() < 0.01);
+        let red = srgb_to_lab([255, 0, 0]);
+        assert!((red[0] - 53.2).abs() < 0.5 && (red[1] - 80.1).abs() < 1.0);
+    }
+
+    #[test]
+    fn working_image_keeps_aspect_and_longest_side() {
+        let print = normalize(&RgbImage::new(1000, 500));
+        assert_eq!(
+            (print.width, print.height),
+            (WORKING_SIDE, WORKING_SIDE / 2)
+        );
+        let small = normalize(&RgbImage::new(64, 128));
+        assert_eq!(
+            (small.width, small.height),
+            (WORKING_SIDE / 2, WORKING_SIDE)
+        );
+    }
+
+    #[test]
+    fn edges_sit_where_inks_meet_whatever_the_inks() {
+        let two_inks = |left: [u8; 3], right: [u8; 3]| {
+            RgbImage::from_fn(256, 256, |x, _| {
+                image::Rgb(if x < 128 { left } else { right })
+            })
+        };
+        let a = normalize(&two_inks([200, 30, 30], [240, 240, 200])).structure;
+        let b = normalize(&two_inks([20, 60, 160], [250, 200, 0])).structure;
+        let strongest_column = |s: &GrayF32| {
+            (0..s.width())
+                .max_by(|&i, &j| s.get_pixel(i, 100)[0].total_cmp(&s.get_pixel(j, 100)[0]))
+                .unwrap()
+        };
+        assert!((127..=128).contains(&strongest_column(&a)));
+        assert_eq!(strongest_column(&a), strongest_column(&b));
+        assert!(a.get_pixel(20, 100)[0] < 1e-4);
+    }
+}

@@ -1,0 +1,188 @@
+//! Test helpers: the real `huaxing` binary serving on a random loopback port over a temporary
+//! data directory, a blocking HTTP client, and generated prints.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, multipart};
+use serde_json::Value;
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+pub fn huaxing() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_huaxing"))
+}
+
+/// A running `huaxing serve`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    client: Client,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        let mut child = huaxing()
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start huaxing serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("huaxing listening on ") {
+                    let _ = sender.send(url.to_string());
+                }
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(120))
+            .expect("server announces its address");
+        Server {
+            child,
+            url,
+            client: Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// SIGKILL: no shutdown work at all, as in a crash or power cut.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then wait for the graceful shutdown to finish.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        assert!(
+            self.child.wait().expect("wait").success(),
+            "graceful shutdown exits 0"
+        );
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("GET");
+        (
+            response.status().as_u16(),
+            response.bytes().expect("body").to_vec(),
+        )
+    }
+
+    pub fn post(&self, path: &str, form: multipart::Form) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .multipart(form)
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().expect("every answer is JSON"))
+    }
+
+    pub fn register(&self, image: Vec<u8>, title: &str) -> (u16, Value) {
+        let form = multipart::Form::new()
+            .part("image", image_part(image))
+            .text("title", title.to_string())
+            .text("owner", "Keqiao Prints")
+            .text("reference", format!("{title}.png"));
+        self.post("/api/v1/patterns", form)
+    }
+
+    pub fn search(&self, image: Vec<u8>) -> Value {
+        let (status, body) = self.post(
+            "/api/v1/search?k=5",
+            multipart::Form::new().part("image", image_part(image)),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn image_part(bytes: Vec<u8>) -> multipart::Part {
+    multipart::Part::bytes(bytes).file_name("upload.png")
+}
+
+/// A distinct generated print for each seed, as PNG bytes.
+pub fn generated_print(seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let ground = [
+        (next() % 256) as u8,
+        (next() % 256) as u8,
+        (next() % 256) as u8,
+    ];
+    let mut image = image::RgbImage::from_pixel(128, 96, image::Rgb(ground));
+    for _ in 0..6 {
+        let ink = image::Rgb([
+            (next() % 256) as u8,
+            (next() % 256) as u8,
+            (next() % 256) as u8,
+        ]);
+        let (cx, cy, r) = (
+            (next() % 128) as i64,
+            (next() % 96) as i64,
+            (6 + next() % 20) as i64,
+        );
+        for (x, y, pixel) in image.enumerate_pixels_mut() {
+            if (x as i64 - cx).pow(2) + (y as i64 - cy).pow(2) < r * r {
+                *pixel = ink;
+            }
+        }
+    }
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode PNG");
+    bytes.into_inner()
+}
+
+/// The id of the best match of a search answer.
+pub fn top_id(answer: &Value) -> &str {
+    answer["matches"][0]["id"].as_str().unwrap_or("<no match>")
+}
