@@ -7,7 +7,9 @@ use std::sync::{Arc, LazyLock};
 
 use huaxing::engine::analyze;
 use huaxing::features::{self, FeatureSet, global_vector};
-use huaxing::index::{Indexes, VectorIndex};
+use huaxing::index::{
+    Indexes, KEYPOINT_SHAPE, KeypointIndex, VECTOR_SHAPE, VectorIndex, keypoint_items,
+};
 use huaxing::normalize::normalize;
 use huaxing::search::{DEFAULT_COPY_THRESHOLD, rank};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -70,13 +72,19 @@ static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
         .into_par_iter()
         .map(|seed| (seed, features::extract(&normalize(&print(seed, 96)))))
         .collect();
-    let vectors = VectorIndex::new(global_vector::DIMENSIONS, sets.len());
+    let vectors = VectorIndex::new(global_vector::DIMENSIONS, sets.len(), VECTOR_SHAPE);
     let items: Vec<(u64, Vec<f32>)> = sets
         .iter()
         .map(|(s, f)| (*s, f.global_vector.clone()))
         .collect();
     vectors.insert_many(&items).expect("index");
-    let indexes = Indexes::new(vectors, sets.iter().map(|(s, f)| (*s, f)));
+    let keypoints = KeypointIndex::new(128, sets.len() * 100, KEYPOINT_SHAPE);
+    let descriptors: Vec<(u64, Vec<u8>)> = sets
+        .iter()
+        .flat_map(|(s, f)| keypoint_items(*s, f))
+        .collect();
+    keypoints.insert_many(&descriptors).expect("index");
+    let indexes = Indexes::new(vectors, keypoints, sets.iter().map(|(s, f)| (*s, f)));
     let queries = (0..64u64)
         .map(|seed| features::extract(&normalize(&print(seed * 150, 96))))
         .collect();

@@ -239,7 +239,11 @@ fn compare(a: &Path, b: &Path, config: Config) -> anyhow::Result<()> {
         analyze(&bytes).with_context(|| format!("cannot use {}", path.display()))
     };
     let (a, b) = (read(a)?, read(b)?);
-    let comparison = crate::search::compare(&a.features, &b.features, config.copy_threshold);
+    let comparison = crate::search::compare(
+        &crate::search::Query::alone(&a.features),
+        &b.features,
+        config.copy_threshold,
+    );
     println!("{}", serde_json::to_string_pretty(&comparison)?);
     Ok(())
 }

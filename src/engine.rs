@@ -3,7 +3,7 @@
 //! and compare to the API and the CLI. Everything here is blocking; async callers use
 //! `spawn_blocking`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -15,11 +15,27 @@ use sha2::{Digest, Sha256};
 
 use crate::decode::decode;
 use crate::error::{Error, Result};
-use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector};
-use crate::index::{Indexes, VectorIndex};
+use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector, keypoints};
+use crate::index::{
+    Graph, GraphShape, Indexes, KEYPOINT_SHAPE, VECTOR_SHAPE, keypoint_items, keypoint_owner,
+};
 use crate::normalize::normalize;
 use crate::registry::{self, BlobStore, NewPattern, PatternRecord, Registry, Status, sha256_hex};
-use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD};
+use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query};
+
+const VECTORS: GraphSpec = GraphSpec {
+    name: "vectors",
+    dimensions: global_vector::DIMENSIONS,
+    shape: VECTOR_SHAPE,
+    print_of: |seq| seq,
+};
+
+const KEYPOINTS: GraphSpec = GraphSpec {
+    name: "keypoints",
+    dimensions: keypoints::DESCRIPTOR_LEN,
+    shape: KEYPOINT_SHAPE,
+    print_of: |id| keypoint_owner(id).0,
+};
 
 /// Settings that change answers.
 #[derive(Clone, Debug)]
@@ -125,8 +141,16 @@ impl Engine {
         let registry = Registry::open(&data_dir.join("registry.sqlite"))?;
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
         let features = current_features(&registry, &blobs)?;
-        let vectors = load_or_build_vectors(&data_dir.join("index"), &features)?;
-        let indexes = Indexes::new(vectors, features.iter().map(|(seq, set)| (*seq, set)));
+        let index_dir = data_dir.join("index");
+        let vectors = load_or_build(&index_dir, &VECTORS, &features, |seq, f| {
+            vec![(seq, f.global_vector.clone())]
+        })?;
+        let keypoints = load_or_build(&index_dir, &KEYPOINTS, &features, keypoint_items)?;
+        let indexes = Indexes::new(
+            vectors,
+            keypoints,
+            features.iter().map(|(seq, set)| (*seq, set)),
+        );
         tracing::info!(
             patterns = features.len(),
             "registry open in {}",
@@ -257,7 +281,11 @@ impl Engine {
 
     /// Scores two prints against each other, `a` as the query and `b` as the reference.
     pub fn compare(&self, a: &FeatureSet, b: &FeatureSet) -> Comparison {
-        search::compare(a, b, self.config.copy_threshold)
+        search::compare(
+            &Query::in_registry(a, &self.indexes),
+            b,
+            self.config.copy_threshold,
+        )
     }
 
     pub fn get(&self, id: &str) -> Result<PatternRecord> {
@@ -292,11 +320,16 @@ impl Engine {
     /// Writes the vector index to the data directory, so the next start need not rebuild it.
     pub fn save_index(&self) -> Result<()> {
         let started = Instant::now();
+        let dir = self.data_dir.join("index");
         self.indexes
             .vectors
-            .save(&self.data_dir.join("index"), FEATURE_VERSION)?;
+            .save(&dir.join(VECTORS.name), FEATURE_VERSION)?;
+        self.indexes
+            .keypoints
+            .save(&dir.join(KEYPOINTS.name), FEATURE_VERSION)?;
         tracing::info!(
             patterns = self.indexes.vectors.len(),
+            keypoints = self.indexes.keypoints.len(),
             "index saved in {:.1} s",
             started.elapsed().as_secs_f32()
         );
@@ -342,56 +375,83 @@ fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, 
         })
 }
 
-/// Loads the persisted vector index and adds what the registry has beyond it; rebuilds it
-/// from the registry when the dump is missing, stale, or holds prints the registry lacks.
-fn load_or_build_vectors(dir: &Path, features: &[(u64, FeatureSet)]) -> Result<VectorIndex> {
-    let dims = global_vector::DIMENSIONS;
-    let loaded = match VectorIndex::load(dir, FEATURE_VERSION, dims) {
-        Ok(Some(index)) => {
-            let known: std::collections::HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
-            let foreign = index
+/// One persisted graph: where it lives, how it is shaped, and how its ids map to prints.
+struct GraphSpec {
+    name: &'static str,
+    dimensions: usize,
+    shape: GraphShape,
+    print_of: fn(u64) -> u64,
+}
+
+/// Loads a persisted graph and adds what the registry has beyond it; rebuilds it from the
+/// registry when the dump is missing, stale, or holds prints the registry lacks. Says which in
+/// the log, with the rate of any rebuild.
+fn load_or_build<T, D>(
+    dir: &Path,
+    spec: &GraphSpec,
+    features: &[(u64, FeatureSet)],
+    items_of: impl Fn(u64, &FeatureSet) -> Vec<(u64, Vec<T>)>,
+) -> Result<Graph<T, D>>
+where
+    T: crate::index::graph::Element,
+    D: anndists::dist::Distance<T> + Default + Send + Sync,
+{
+    let name = spec.name;
+    let dir = dir.join(name);
+    let loaded = match Graph::<T, D>::load(&dir, FEATURE_VERSION, spec.dimensions, spec.shape) {
+        Ok(Some(graph)) => {
+            let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
+            let foreign = graph
                 .members()
                 .iter()
-                .filter(|s| !known.contains(s))
+                .filter(|id| !known.contains(&(spec.print_of)(**id)))
                 .count();
             if foreign == 0 {
-                Some(index)
+                Some(graph)
             } else {
                 tracing::warn!(
                     foreign,
-                    "index dump holds patterns the registry lacks; rebuilding it"
+                    "{name} index dump holds prints the registry lacks; rebuilding it"
                 );
                 None
             }
         }
         Ok(None) => {
             tracing::info!(
-                "no index dump for the current features; building the index from the registry"
+                "no {name} index dump for the current features; building it from the registry"
             );
             None
         }
         Err(e) => {
-            tracing::warn!("index dump unusable ({e}); rebuilding the index from the registry");
+            tracing::warn!("{name} index dump unusable ({e}); rebuilding it from the registry");
             None
         }
     };
-    let index = loaded.unwrap_or_else(|| VectorIndex::new(dims, features.len()));
-    let missing: Vec<(u64, Vec<f32>)> = features
+    let graph = loaded.unwrap_or_else(|| Graph::new(spec.dimensions, features.len(), spec.shape));
+    let missing: Vec<&(u64, FeatureSet)> = features
         .iter()
-        .filter(|(seq, _)| !index.contains(*seq))
-        .map(|(seq, f)| (*seq, f.global_vector.clone()))
+        .filter(|(seq, f)| {
+            items_of(*seq, f)
+                .first()
+                .is_some_and(|(id, _)| !graph.contains(*id))
+        })
         .collect();
     if !missing.is_empty() {
         let started = Instant::now();
-        for chunk in missing.chunks(5000) {
-            index.insert_many(chunk)?;
+        let mut done = 0;
+        for chunk in missing.chunks(1000) {
+            let items: Vec<(u64, Vec<T>)> = chunk
+                .iter()
+                .flat_map(|(seq, f)| items_of(*seq, f))
+                .collect();
+            graph.insert_many(&items)?;
+            done += chunk.len();
             tracing::info!(
-                "indexing: {} of {} patterns added ({:.0}/s)",
-                index.len(),
-                features.len(),
-                index.len() as f32 / started.elapsed().as_secs_f32().max(1e-3)
+                "{name} index: added {done} of {} prints ({:.0}/s)",
+                missing.len(),
+                done as f32 / started.elapsed().as_secs_f32().max(1e-3)
             );
         }
     }
-    Ok(index)
+    Ok(graph)
 }

@@ -135,7 +135,7 @@ fn batch_search_answers_in_order_and_compare_explains() {
     assert!(
         signals
             .iter()
-            .any(|s| s["name"] == "structure_hash" && s["fired"] == true)
+            .any(|s| s["name"] == "whole_print" && s["fired"] == true)
     );
 
     let ids = Form::new()
@@ -154,6 +154,37 @@ fn batch_search_answers_in_order_and_compare_explains() {
         (status, half["error"]["code"].as_str()),
         (400, Some("missing_field"))
     );
+}
+
+#[test]
+fn rearranged_and_recoloured_cropped_copies_are_found_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a_id = server.register(fixture("print_a.png"), "a").1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.register(fixture("print_b.png"), "b");
+    for seed in 0..20 {
+        server.register(generated_print(seed), &format!("distractor {seed}"));
+    }
+
+    let rearranged = server.search(fixture("print_a_rearranged.png"));
+    assert_eq!(top_id(&rearranged), a_id);
+    let best = &rearranged["matches"][0];
+    assert_eq!(best["copy"], true, "{best}");
+    let groups = best["explanation"]["local"]["groups"].as_array().unwrap();
+    assert!(groups.len() >= 2, "motifs moved independently: {groups:?}");
+    assert!(
+        best["explanation"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("placed anew")
+    );
+
+    let cropped = server.search(fixture("print_a_recoloured_crop.png"));
+    assert_eq!(top_id(&cropped), a_id);
+    assert_eq!(cropped["matches"][0]["copy"], true);
 }
 
 #[test]
@@ -317,7 +348,7 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
     );
     server.stop();
     assert!(
-        dir.path().join("index/meta.json").exists(),
+        dir.path().join("index/keypoints/meta.json").exists(),
         "a graceful stop saves the index"
     );
 

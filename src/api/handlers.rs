@@ -135,13 +135,15 @@ pub async fn search(
     Query(params): Query<SearchParams>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let k = check_k(params.k)?;
     let spec = FormSpec {
         files: &["image"],
         texts: &[],
         max_files: 1,
     };
+    // The form is read before the parameters are judged, so the client always gets the answer
+    // rather than a connection closed under its upload.
     let form = read_form(multipart, &spec).await?;
+    let k = check_k(params.k)?;
     let bytes = form.required_file("image")?.to_vec();
     let started = Instant::now();
     let matches = blocking(move || engine.search(&analyze(&bytes)?.features, k)).await?;
@@ -154,13 +156,13 @@ pub async fn search_batch(
     Query(params): Query<SearchParams>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let k = check_k(params.k)?;
     let spec = FormSpec {
         files: &["image"],
         texts: &[],
         max_files: MAX_BATCH,
     };
     let form = read_form(multipart, &spec).await?;
+    let k = check_k(params.k)?;
     if form.files.is_empty() {
         return Err(ApiError::bad_request(
             "missing_field",

@@ -6,6 +6,7 @@ pub mod colour;
 pub mod dct;
 pub mod dct_hash;
 pub mod global_vector;
+pub mod keypoints;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,8 @@ pub struct FeatureSet {
     pub lightness_hash: Option<DihedralHashes>,
     /// Mean CIELAB colour: orders prints that the structure cannot tell apart.
     pub mean_colour: [f32; 3],
+    /// Keypoints and descriptors of the structure channel.
+    pub local: keypoints::LocalFeatures,
     /// Orientation-invariant global descriptor (L2-normalised), indexed by HNSW.
     pub global_vector: Vec<f32>,
 }
@@ -38,7 +41,8 @@ pub trait Extractor: Sync {
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet);
 }
 
-/// The extractors, in the order they run.
+/// The whole-print extractors, in the order they run. The keypoint extractor, which costs as
+/// much as all of them together, runs beside them on another thread.
 pub const EXTRACTORS: &[&dyn Extractor] = &[
     &dct_hash::StructureHashExtractor,
     &dct_hash::LightnessHashExtractor,
@@ -48,10 +52,18 @@ pub const EXTRACTORS: &[&dyn Extractor] = &[
 
 /// Runs every extractor on one print.
 pub fn extract(print: &PrintImage) -> FeatureSet {
-    let mut features = FeatureSet::default();
-    for extractor in EXTRACTORS {
-        extractor.extract_into(print, &mut features);
-    }
+    let run = |extractors: &[&dyn Extractor]| {
+        let mut features = FeatureSet::default();
+        for extractor in extractors {
+            extractor.extract_into(print, &mut features);
+        }
+        features
+    };
+    let (mut features, local) = rayon::join(
+        || run(EXTRACTORS),
+        || run(&[&keypoints::KeypointExtractor]).local,
+    );
+    features.local = local;
     features
 }
 

@@ -1,5 +1,5 @@
-//! Our wrapper around `hnsw_rs`, the approximate nearest-neighbour graph over global vectors.
-//! Its quirks stay here: bare `usize` parameters, a reloaded graph that borrows its loader,
+//! Our wrapper around `hnsw_rs`, the approximate nearest-neighbour graph used for the global
+//! vectors and for keypoint descriptors. Its quirks stay here: bare `usize` parameters, a reloaded graph that borrows its loader,
 //! asserts (panics) on corrupt dumps, and no deletion (prints are never deleted, so none is
 //! needed). A dump is written to a fresh folder and swapped in whole, with a small JSON file of
 //! what it holds, so a crash mid-dump leaves the old dump or none, never half of one.
@@ -10,20 +10,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anndists::dist::DistL2;
+use anndists::dist::{DistL2, Distance};
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{AnnT, Hnsw};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Links per node and layer.
-const MAX_CONNECTIONS: usize = 24;
 const MAX_LAYERS: usize = 16;
-const EF_CONSTRUCTION: usize = 200;
-/// Breadth of the search; at least the number of results asked for.
-const EF_SEARCH: usize = 96;
-const BASENAME: &str = "vectors";
+const BASENAME: &str = "graph";
 /// Bumped when the dump's layout or meaning changes.
 const DUMP_FORMAT: u32 = 1;
 
@@ -36,31 +32,57 @@ struct DumpMeta {
     count: usize,
 }
 
+/// How a graph is built and searched.
+#[derive(Clone, Copy, Debug)]
+pub struct GraphShape {
+    /// Links per node and layer.
+    pub max_connections: usize,
+    pub ef_construction: usize,
+    /// Breadth of the search; at least the number of results asked for.
+    pub ef_search: usize,
+}
+
+/// A point found near a query.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct VectorHit {
-    pub seq: u64,
-    /// Euclidean distance between unit vectors.
+pub struct Hit {
+    pub id: u64,
     pub distance: f32,
 }
 
-pub struct VectorIndex {
-    graph: Hnsw<'static, f32, DistL2>,
-    members: Mutex<HashSet<u64>>,
-    dimensions: usize,
+/// Element types a graph can hold.
+pub trait Element:
+    'static + Clone + Copy + Send + Sync + Serialize + DeserializeOwned + std::fmt::Debug
+{
+}
+impl<T: 'static + Clone + Copy + Send + Sync + Serialize + DeserializeOwned + std::fmt::Debug>
+    Element for T
+{
 }
 
-impl VectorIndex {
-    pub fn new(dimensions: usize, expected_len: usize) -> VectorIndex {
-        VectorIndex {
+/// An HNSW graph of fixed-length vectors keyed by `u64` ids.
+pub struct Graph<T: Element, D: Distance<T> + Default + Send + Sync> {
+    graph: Hnsw<'static, T, D>,
+    members: Mutex<HashSet<u64>>,
+    dimensions: usize,
+    shape: GraphShape,
+}
+
+/// Global vectors: unit-length `f32`, Euclidean distance.
+pub type VectorIndex = Graph<f32, DistL2>;
+
+impl<T: Element, D: Distance<T> + Default + Send + Sync> Graph<T, D> {
+    pub fn new(dimensions: usize, expected_len: usize, shape: GraphShape) -> Self {
+        Graph {
             graph: Hnsw::new(
-                MAX_CONNECTIONS,
+                shape.max_connections,
                 expected_len.max(1024),
                 MAX_LAYERS,
-                EF_CONSTRUCTION,
-                DistL2,
+                shape.ef_construction,
+                D::default(),
             ),
             members: Mutex::default(),
             dimensions,
+            shape,
         }
     }
 
@@ -72,20 +94,20 @@ impl VectorIndex {
         self.len() == 0
     }
 
-    pub fn contains(&self, seq: u64) -> bool {
+    pub fn contains(&self, id: u64) -> bool {
         self.members
             .lock()
             .expect("index members lock")
-            .contains(&seq)
+            .contains(&id)
     }
 
-    /// The sequence numbers the index holds.
+    /// The ids the graph holds.
     pub fn members(&self) -> HashSet<u64> {
         self.members.lock().expect("index members lock").clone()
     }
 
-    /// Adds one vector; a print already present is left as it is.
-    pub fn insert(&self, seq: u64, vector: &[f32]) -> Result<()> {
+    /// Adds one vector; an id already present is left as it is.
+    pub fn insert(&self, id: u64, vector: &[T]) -> Result<()> {
         if vector.len() != self.dimensions {
             return Err(Error::Index(format!(
                 "vector of {} dimensions for an index of {}",
@@ -93,25 +115,23 @@ impl VectorIndex {
                 self.dimensions
             )));
         }
-        if !self.members.lock().expect("index members lock").insert(seq) {
+        if !self.members.lock().expect("index members lock").insert(id) {
             return Ok(());
         }
-        self.graph.insert_slice((vector, seq as usize));
+        self.graph.insert_slice((vector, id as usize));
         Ok(())
     }
 
     /// Adds many vectors at once, in parallel.
-    pub fn insert_many(&self, items: &[(u64, Vec<f32>)]) -> Result<()> {
+    pub fn insert_many(&self, items: &[(u64, Vec<T>)]) -> Result<()> {
         let mut members = self.members.lock().expect("index members lock");
         let mut fresh = Vec::with_capacity(items.len());
-        for (seq, vector) in items {
+        for (id, vector) in items {
             if vector.len() != self.dimensions {
-                return Err(Error::Index(format!(
-                    "vector of print {seq} has the wrong size"
-                )));
+                return Err(Error::Index(format!("vector {id} has the wrong size")));
             }
-            if members.insert(*seq) {
-                fresh.push((vector, *seq as usize));
+            if members.insert(*id) {
+                fresh.push((vector, *id as usize));
             }
         }
         drop(members);
@@ -120,15 +140,15 @@ impl VectorIndex {
     }
 
     /// Approximate `k` nearest vectors, nearest first.
-    pub fn nearest(&self, vector: &[f32], k: usize) -> Vec<VectorHit> {
+    pub fn nearest(&self, vector: &[T], k: usize) -> Vec<Hit> {
         if self.is_empty() || vector.len() != self.dimensions || k == 0 {
             return Vec::new();
         }
         self.graph
-            .search(vector, k, EF_SEARCH.max(k))
+            .search(vector, k, self.shape.ef_search.max(k))
             .into_iter()
-            .map(|n| VectorHit {
-                seq: n.d_id as u64,
+            .map(|n| Hit {
+                id: n.d_id as u64,
                 distance: n.distance,
             })
             .collect()
@@ -176,13 +196,14 @@ impl VectorIndex {
         Ok(())
     }
 
-    /// Reads a dump written by [`VectorIndex::save`]. `Ok(None)` when there is none, or it was
-    /// made for other features or another layout; an error when it is there but unreadable.
+    /// Reads a dump written by [`Graph::save`]. `Ok(None)` when there is none, or it was made
+    /// for other features or another layout; an error when it is there but unreadable.
     pub fn load(
         dir: &Path,
         feature_version: u32,
         dimensions: usize,
-    ) -> Result<Option<VectorIndex>> {
+        shape: GraphShape,
+    ) -> Result<Option<Self>> {
         let meta_path = dir.join("meta.json");
         let Ok(meta_bytes) = fs::read(&meta_path) else {
             return Ok(None);
@@ -198,9 +219,9 @@ impl VectorIndex {
         // The loaded graph borrows its loader for as long as it lives; the loader is small and
         // loaded once per start, so it is leaked rather than kept in a self-referential struct.
         let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, BASENAME)));
-        let graph: Hnsw<'static, f32, DistL2> = match catch_unwind(AssertUnwindSafe(move || {
+        let graph: Hnsw<'static, T, D> = match catch_unwind(AssertUnwindSafe(move || {
             let loader = loader;
-            loader.load_hnsw::<f32, DistL2>()
+            loader.load_hnsw::<T, D>()
         })) {
             Ok(Ok(graph)) => graph,
             Ok(Err(e)) => return Err(Error::Index(format!("cannot read the index dump: {e}"))),
@@ -218,10 +239,11 @@ impl VectorIndex {
                 meta.count
             )));
         }
-        Ok(Some(VectorIndex {
+        Ok(Some(Graph {
             graph,
             members: Mutex::new(members),
             dimensions,
+            shape,
         }))
     }
 }
@@ -235,6 +257,12 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SHAPE: GraphShape = GraphShape {
+        max_connections: 24,
+        ef_construction: 200,
+        ef_search: 96,
+    };
 
     fn unit_vector(seed: u64, dimensions: usize) -> Vec<f32> {
         let mut state = seed
@@ -271,13 +299,13 @@ mod tests {
     fn agrees_with_exact_search_and_survives_a_reload() {
         let items: Vec<(u64, Vec<f32>)> =
             (0..2000).map(|i| (i * 3 + 1, unit_vector(i, 32))).collect();
-        let index = VectorIndex::new(32, items.len());
+        let index = VectorIndex::new(32, items.len(), SHAPE);
         index.insert_many(&items).unwrap();
         let queries: Vec<Vec<f32>> = (5000..5100).map(|i| unit_vector(i, 32)).collect();
         let agree = |index: &VectorIndex| {
             queries
                 .iter()
-                .filter(|q| index.nearest(q, 1)[0].seq == exact_nearest(&items, q))
+                .filter(|q| index.nearest(q, 1)[0].id == exact_nearest(&items, q))
                 .count()
         };
         assert!(
@@ -291,10 +319,10 @@ mod tests {
         index.save(&dump, 7).unwrap();
         index.save(&dump, 7).unwrap();
         assert!(
-            VectorIndex::load(&dump, 8, 32).unwrap().is_none(),
+            VectorIndex::load(&dump, 8, 32, SHAPE).unwrap().is_none(),
             "other feature version"
         );
-        let reloaded = VectorIndex::load(&dump, 7, 32).unwrap().unwrap();
+        let reloaded = VectorIndex::load(&dump, 7, 32, SHAPE).unwrap().unwrap();
         assert_eq!(reloaded.members(), index.members());
         assert_eq!(agree(&reloaded), agree(&index));
         reloaded.insert(99_999, &unit_vector(1, 32)).unwrap();
@@ -305,7 +333,7 @@ mod tests {
     fn missing_dump_is_none() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            VectorIndex::load(&dir.path().join("nothing"), 1, 8)
+            VectorIndex::load(&dir.path().join("nothing"), 1, 8, SHAPE)
                 .unwrap()
                 .is_none()
         );

@@ -1,0 +1,569 @@
+//! Local features for copies that whole-print hashes cannot see: crops, repeat shifts, small
+//! rotations, photos, and motifs cut out and rearranged. Keypoints are extrema of a
+//! difference-of-Gaussians scale space of the structure channel (so a new colourway leaves them
+//! in place), each with a dominant orientation and a 128-bin descriptor of gradient directions
+//! around it (the design of Lowe's SIFT, written here from the paper's description). A
+//! descriptor is invariant to rotation and scale; mirror images are handled by
+//! [`mirror_descriptor`], which permutes its bins.
+
+use std::f32::consts::{PI, TAU};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Extractor, FeatureSet};
+use crate::normalize::{GrayF32, PrintImage};
+
+/// Most keypoints kept per print, strongest first.
+pub const MAX_KEYPOINTS: usize = 160;
+/// Bytes per descriptor: 4×4 cells × 8 orientation bins.
+pub const DESCRIPTOR_LEN: usize = 128;
+
+const INTERVALS: usize = 3;
+const BASE_SIGMA: f32 = 1.6;
+/// Smallest |DoG| response kept, for channels in [0, 1].
+const CONTRAST_THRESHOLD: f32 = 0.012;
+/// Largest ratio of principal curvatures: rejects points on straight edges.
+const EDGE_RATIO: f32 = 10.0;
+const ORIENTATION_BINS: usize = 36;
+const CELLS: usize = 4;
+const DIRECTION_BINS: usize = 8;
+
+/// Where a keypoint sits in the working image and its size and orientation there.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Keypoint {
+    pub x: f32,
+    pub y: f32,
+    pub scale: f32,
+    /// Radians, in [0, 2π).
+    pub angle: f32,
+}
+
+pub type Descriptor = [u8; DESCRIPTOR_LEN];
+
+/// The keypoints of a print and their descriptors, in the same order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalFeatures {
+    pub keypoints: Vec<Keypoint>,
+    #[serde(
+        serialize_with = "descriptors_to_hex",
+        deserialize_with = "descriptors_from_hex"
+    )]
+    pub descriptors: Vec<Descriptor>,
+    /// Size of the working image the coordinates refer to.
+    pub width: u32,
+    pub height: u32,
+}
+
+fn descriptors_to_hex<S: Serializer>(
+    descriptors: &[Descriptor],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(descriptors.concat()))
+}
+
+fn descriptors_from_hex<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Descriptor>, D::Error> {
+    let bytes =
+        hex::decode(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+    if bytes.len() % DESCRIPTOR_LEN != 0 {
+        return Err(serde::de::Error::custom(
+            "descriptor bytes are not a whole number of descriptors",
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(DESCRIPTOR_LEN)
+        .map(|chunk| chunk.try_into().expect("chunk of descriptor length"))
+        .collect())
+}
+
+pub struct KeypointExtractor;
+
+impl Extractor for KeypointExtractor {
+    fn name(&self) -> &'static str {
+        "keypoints"
+    }
+
+    fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
+        features.local = detect_and_describe(&print.structure, MAX_KEYPOINTS);
+    }
+}
+
+/// A grey image with its gradient, at one level of the scale space.
+struct Level {
+    width: usize,
+    height: usize,
+    magnitude: Vec<f32>,
+    direction: Vec<f32>,
+}
+
+impl Level {
+    fn new(width: usize, height: usize, pixels: &[f32]) -> Level {
+        let mut magnitude = vec![0.0; pixels.len()];
+        let mut direction = vec![0.0; pixels.len()];
+        for y in 1..height.saturating_sub(1) {
+            for x in 1..width - 1 {
+                let i = y * width + x;
+                let dx = pixels[i + 1] - pixels[i - 1];
+                let dy = pixels[i + width] - pixels[i - width];
+                magnitude[i] = (dx * dx + dy * dy).sqrt();
+                direction[i] = dy.atan2(dx).rem_euclid(TAU);
+            }
+        }
+        Level {
+            width,
+            height,
+            magnitude,
+            direction,
+        }
+    }
+}
+
+/// Keypoints and descriptors of one channel, at most `limit`, strongest first.
+pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
+    let (width, height) = (channel.width() as usize, channel.height() as usize);
+    let mut found: Vec<(f32, Keypoint, Descriptor)> = Vec::new();
+    let mut base = channel.as_raw().clone();
+    let (mut w, mut h) = (width, height);
+    // The input is taken to carry a blur of 0.5 already.
+    base = blur(&base, w, h, (BASE_SIGMA * BASE_SIGMA - 0.25).sqrt());
+    let mut octave = 0;
+    while w >= 24 && h >= 24 {
+        let sigmas: Vec<f32> = (0..INTERVALS + 3)
+            .map(|s| BASE_SIGMA * 2f32.powf(s as f32 / INTERVALS as f32))
+            .collect();
+        let mut gaussians = vec![base.clone()];
+        for s in 1..INTERVALS + 3 {
+            let step = (sigmas[s] * sigmas[s] - sigmas[s - 1] * sigmas[s - 1]).sqrt();
+            gaussians.push(blur(&gaussians[s - 1], w, h, step));
+        }
+        let dogs: Vec<Vec<f32>> = gaussians
+            .windows(2)
+            .map(|g| g[1].iter().zip(&g[0]).map(|(a, b)| a - b).collect())
+            .collect();
+        // Gradients only where keypoints are looked for.
+        let levels: Vec<Option<Level>> = gaussians
+            .iter()
+            .enumerate()
+            .map(|(s, g)| (1..=INTERVALS).contains(&s).then(|| Level::new(w, h, g)))
+            .collect();
+        let to_image = (1usize << octave) as f32;
+        for s in 1..=INTERVALS {
+            for y in 5..h - 5 {
+                for x in 5..w - 5 {
+                    let Some(response) = extremum(&dogs, s, x, y, w) else {
+                        continue;
+                    };
+                    let sigma = sigmas[s];
+                    let level = levels[s]
+                        .as_ref()
+                        .expect("levels 1..=INTERVALS have gradients");
+                    for angle in orientations(level, x, y, sigma) {
+                        let descriptor = describe(level, x as f32, y as f32, sigma, angle);
+                        let keypoint = Keypoint {
+                            x: x as f32 * to_image,
+                            y: y as f32 * to_image,
+                            scale: sigma * to_image,
+                            angle,
+                        };
+                        found.push((response.abs(), keypoint, descriptor));
+                    }
+                }
+            }
+        }
+        // The next octave starts from the image blurred twice as much, halved.
+        let twice = &gaussians[INTERVALS];
+        let (nw, nh) = (w / 2, h / 2);
+        base = (0..nh)
+            .flat_map(|y| (0..nw).map(move |x| (x, y)))
+            .map(|(x, y)| twice[2 * y * w + 2 * x])
+            .collect();
+        (w, h) = (nw, nh);
+        octave += 1;
+    }
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found.truncate(limit);
+    LocalFeatures {
+        keypoints: found.iter().map(|f| f.1).collect(),
+        descriptors: found.iter().map(|f| f.2).collect(),
+        width: width as u32,
+        height: height as u32,
+    }
+}
+
+/// Separable Gaussian blur with edge clamping. Each row and column is copied into a padded
+/// line first, so the inner loop is a plain dot product.
+fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
+    let radius = (3.0 * sigma).ceil() as usize;
+    let kernel: Vec<f32> = (0..=2 * radius)
+        .map(|i| {
+            let d = i as f32 - radius as f32;
+            (-(d * d) / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let total: f32 = kernel.iter().sum();
+    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    let convolve_line = |line: &[f32], padded: &mut Vec<f32>, out: &mut [f32]| {
+        let n = line.len();
+        padded.clear();
+        padded.extend((0..radius).map(|_| line[0]));
+        padded.extend_from_slice(line);
+        padded.extend((0..radius).map(|_| line[n - 1]));
+        for (x, value) in out.iter_mut().enumerate() {
+            *value = padded[x..x + kernel.len()]
+                .iter()
+                .zip(&kernel)
+                .map(|(p, k)| p * k)
+                .sum();
+        }
+    };
+    let mut padded = Vec::with_capacity(width.max(height) + 2 * radius);
+    let mut across = vec![0.0; pixels.len()];
+    for (row, out) in pixels
+        .chunks_exact(width)
+        .zip(across.chunks_exact_mut(width))
+    {
+        convolve_line(row, &mut padded, out);
+    }
+    // Columns: transpose, blur rows, transpose back.
+    let mut columns = vec![0.0; pixels.len()];
+    for y in 0..height {
+        for x in 0..width {
+            columns[x * height + y] = across[y * width + x];
+        }
+    }
+    let mut blurred_columns = vec![0.0; pixels.len()];
+    for (column, out) in columns
+        .chunks_exact(height)
+        .zip(blurred_columns.chunks_exact_mut(height))
+    {
+        convolve_line(column, &mut padded, out);
+    }
+    let mut out = vec![0.0; pixels.len()];
+    for x in 0..width {
+        for y in 0..height {
+            out[y * width + x] = blurred_columns[x * height + y];
+        }
+    }
+    out
+}
+
+/// The DoG value at (x, y, s) when it is a strong, well-localised extremum of its 26 neighbours.
+fn extremum(dogs: &[Vec<f32>], s: usize, x: usize, y: usize, width: usize) -> Option<f32> {
+    let i = y * width + x;
+    let value = dogs[s][i];
+    if value.abs() < CONTRAST_THRESHOLD {
+        return None;
+    }
+    let is_max = value > 0.0;
+    for layer in &dogs[s - 1..=s + 1] {
+        for dy in [-(width as isize), 0, width as isize] {
+            for dx in [-1isize, 0, 1] {
+                let j = (i as isize + dy + dx) as usize;
+                if std::ptr::eq(layer, &dogs[s]) && j == i {
+                    continue;
+                }
+                let other = layer[j];
+                if (is_max && other >= value) || (!is_max && other <= value) {
+                    return None;
+                }
+            }
+        }
+    }
+    // Reject edge-like points: the 2×2 Hessian's curvature ratio.
+    let d = &dogs[s];
+    let dxx = d[i + 1] + d[i - 1] - 2.0 * value;
+    let dyy = d[i + width] + d[i - width] - 2.0 * value;
+    let dxy = (d[i + width + 1] - d[i + width - 1] - d[i - width + 1] + d[i - width - 1]) / 4.0;
+    let trace = dxx + dyy;
+    let det = dxx * dyy - dxy * dxy;
+    if det <= 0.0 || trace * trace * EDGE_RATIO >= (EDGE_RATIO + 1.0).powi(2) * det {
+        return None;
+    }
+    Some(value)
+}
+
+/// Dominant gradient directions around a point: the highest peak of a 36-bin histogram and any
+/// other peak within 80% of it.
+fn orientations(level: &Level, x: usize, y: usize, sigma: f32) -> Vec<f32> {
+    let weight_sigma = 1.5 * sigma;
+    let radius = (3.0 * weight_sigma).round() as isize;
+    let mut histogram = [0f32; ORIENTATION_BINS];
+    for dy in -radius..=radius {
+        for dx in -radius..=radius {
+            let (xx, yy) = (x as isize + dx, y as isize + dy);
+            if xx < 1 || yy < 1 || xx >= level.width as isize - 1 || yy >= level.height as isize - 1
+            {
+                continue;
+            }
+            let i = yy as usize * level.width + xx as usize;
+            let weight =
+                (-((dx * dx + dy * dy) as f32) / (2.0 * weight_sigma * weight_sigma)).exp();
+            let bin =
+                (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
+            histogram[bin] += weight * level.magnitude[i];
+        }
+    }
+    // Smooth twice with a [1, 1, 1] window to steady the peaks.
+    for _ in 0..2 {
+        let copy = histogram;
+        for b in 0..ORIENTATION_BINS {
+            histogram[b] = (copy[(b + ORIENTATION_BINS - 1) % ORIENTATION_BINS]
+                + copy[b]
+                + copy[(b + 1) % ORIENTATION_BINS])
+                / 3.0;
+        }
+    }
+    let highest = histogram.iter().copied().fold(0.0, f32::max);
+    if highest <= 0.0 {
+        return Vec::new();
+    }
+    let mut angles = Vec::new();
+    for b in 0..ORIENTATION_BINS {
+        let (left, right) = (
+            histogram[(b + ORIENTATION_BINS - 1) % ORIENTATION_BINS],
+            histogram[(b + 1) % ORIENTATION_BINS],
+        );
+        let value = histogram[b];
+        if value >= 0.8 * highest && value > left && value > right {
+            // Parabolic interpolation of the peak.
+            let offset = 0.5 * (left - right) / (left - 2.0 * value + right);
+            angles.push(
+                (((b as f32 + 0.5 + offset) / ORIENTATION_BINS as f32) * TAU).rem_euclid(TAU),
+            );
+        }
+    }
+    angles.truncate(2);
+    angles
+}
+
+/// The 4×4×8 histogram of gradient directions around a point, in its own frame: rotated by its
+/// angle and scaled by its sigma. Normalised, clipped at 0.2 to damp strong edges, renormalised
+/// and quantised to bytes.
+fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor {
+    let cell = 3.0 * sigma;
+    let half_width = cell * CELLS as f32 / 2.0;
+    let radius = (half_width * std::f32::consts::SQRT_2).ceil() as isize;
+    let (sin, cos) = angle.sin_cos();
+    let mut bins = [0f32; DESCRIPTOR_LEN];
+    for dy in -radius..=radius {
+        for dx in -radius..=radius {
+            let (xx, yy) = (x as isize + dx, y as isize + dy);
+            if xx < 1 || yy < 1 || xx >= level.width as isize - 1 || yy >= level.height as isize - 1
+            {
+                continue;
+            }
+            let (fx, fy) = (dx as f32, dy as f32);
+            // Coordinates in the keypoint frame, in cells, centred on the grid.
+            let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+            let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+            if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
+                continue;
+            }
+            let i = yy as usize * level.width + xx as usize;
+            let weight =
+                (-(fx * fx + fy * fy) / (2.0 * half_width * half_width)).exp() * level.magnitude[i];
+            let relative =
+                (level.direction[i] - angle).rem_euclid(TAU) / TAU * DIRECTION_BINS as f32;
+            spread(&mut bins, u, v, relative, weight);
+        }
+    }
+    normalise_and_quantise(&mut bins)
+}
+
+/// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share.
+fn spread(bins: &mut [f32; DESCRIPTOR_LEN], u: f32, v: f32, direction: f32, weight: f32) {
+    let (u0, v0, d0) = (u.floor(), v.floor(), direction.floor());
+    let (fu, fv, fd) = (u - u0, v - v0, direction - d0);
+    for (row, wv) in [(v0 as isize, 1.0 - fv), (v0 as isize + 1, fv)] {
+        if !(0..CELLS as isize).contains(&row) {
+            continue;
+        }
+        for (col, wu) in [(u0 as isize, 1.0 - fu), (u0 as isize + 1, fu)] {
+            if !(0..CELLS as isize).contains(&col) {
+                continue;
+            }
+            for (bin, wd) in [(d0 as usize, 1.0 - fd), (d0 as usize + 1, fd)] {
+                let index =
+                    (row as usize * CELLS + col as usize) * DIRECTION_BINS + bin % DIRECTION_BINS;
+                bins[index] += weight * wv * wu * wd;
+            }
+        }
+    }
+}
+
+fn normalise_and_quantise(bins: &mut [f32; DESCRIPTOR_LEN]) -> Descriptor {
+    for _ in 0..2 {
+        let norm = bins.iter().map(|b| b * b).sum::<f32>().sqrt().max(1e-12);
+        bins.iter_mut().for_each(|b| *b = (*b / norm).min(0.2));
+    }
+    let norm = bins.iter().map(|b| b * b).sum::<f32>().sqrt().max(1e-12);
+    bins.map(|b| ((b / norm) * 512.0).min(255.0) as u8)
+}
+
+/// The descriptor the same point would have in the left-right mirror image of the print:
+/// mirroring flips the frame's second axis and reverses gradient directions relative to it.
+pub fn mirror_descriptor(descriptor: &Descriptor) -> Descriptor {
+    let mut mirrored = [0u8; DESCRIPTOR_LEN];
+    for row in 0..CELLS {
+        for col in 0..CELLS {
+            for bin in 0..DIRECTION_BINS {
+                let from = (row * CELLS + col) * DIRECTION_BINS + bin;
+                let to = ((CELLS - 1 - row) * CELLS + col) * DIRECTION_BINS
+                    + (DIRECTION_BINS - bin) % DIRECTION_BINS;
+                mirrored[to] = descriptor[from];
+            }
+        }
+    }
+    mirrored
+}
+
+/// The keypoint as it sits in the left-right mirror image of a working image `width` wide.
+pub fn mirror_keypoint(keypoint: &Keypoint, width: u32) -> Keypoint {
+    Keypoint {
+        x: width as f32 - 1.0 - keypoint.x,
+        y: keypoint.y,
+        scale: keypoint.scale,
+        angle: (PI - keypoint.angle).rem_euclid(TAU),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::normalize;
+    use image::{RgbImage, imageops};
+
+    /// Blobs and crosses of several inks on a ground.
+    fn motif_print() -> RgbImage {
+        RgbImage::from_fn(240, 200, |x, y| {
+            let (x, y) = (x as i32, y as i32);
+            let blob = |cx: i32, cy: i32, r: i32| (x - cx).pow(2) + 2 * (y - cy).pow(2) < r * r;
+            let bar = (x - 170).abs() < 4 && (60..150).contains(&y)
+                || (y - 105).abs() < 4 && (130..210).contains(&x);
+            image::Rgb(if blob(60, 60, 30) {
+                [200, 30, 60]
+            } else if blob(80, 150, 18) || bar {
+                [30, 90, 170]
+            } else if blob(150, 40, 12) {
+                [240, 190, 20]
+            } else {
+                [245, 240, 225]
+            })
+        })
+    }
+
+    fn distance(a: &Descriptor, b: &Descriptor) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (f32::from(*x) - f32::from(*y)).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    }
+
+    fn nearest(features: &LocalFeatures, descriptor: &Descriptor) -> (usize, f32) {
+        features
+            .descriptors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i, distance(d, descriptor)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap()
+    }
+
+    /// Share of `a`'s keypoints whose nearest descriptor in `b` sits where `place` says.
+    fn repeatability(
+        a: &LocalFeatures,
+        b: &LocalFeatures,
+        mirror: bool,
+        place: impl Fn(&Keypoint) -> (f32, f32),
+    ) -> f32 {
+        let hits = a
+            .keypoints
+            .iter()
+            .zip(&a.descriptors)
+            .filter(|(kp, d)| {
+                let query = if mirror { mirror_descriptor(d) } else { **d };
+                let (i, _) = nearest(b, &query);
+                let (x, y) = place(kp);
+                (b.keypoints[i].x - x).hypot(b.keypoints[i].y - y) < 4.0
+            })
+            .count();
+        hits as f32 / a.keypoints.len() as f32
+    }
+
+    #[test]
+    fn finds_keypoints_on_motifs_but_none_on_a_plain_ground() {
+        let features = detect_and_describe(&normalize(&motif_print()).structure, MAX_KEYPOINTS);
+        assert!(
+            features.keypoints.len() >= 10,
+            "{} keypoints",
+            features.keypoints.len()
+        );
+        let plain = RgbImage::from_pixel(200, 200, image::Rgb([90, 20, 40]));
+        assert!(
+            detect_and_describe(&normalize(&plain).structure, MAX_KEYPOINTS)
+                .keypoints
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_turned_copy_meets_the_same_descriptors() {
+        let print = motif_print();
+        let upright = detect_and_describe(&normalize(&print).structure, MAX_KEYPOINTS);
+        let turned = detect_and_describe(
+            &normalize(&imageops::rotate90(&print)).structure,
+            MAX_KEYPOINTS,
+        );
+        // Rotating 90° clockwise sends (x, y) to (h − 1 − y, x) in the working image.
+        let h = upright.height as f32;
+        let share = repeatability(&upright, &turned, false, |kp| (h - 1.0 - kp.y, kp.x));
+        assert!(share > 0.6, "only {share:.2} of keypoints found again");
+    }
+
+    #[test]
+    fn a_mirrored_copy_meets_the_mirrored_descriptors() {
+        let print = motif_print();
+        let upright = detect_and_describe(&normalize(&print).structure, MAX_KEYPOINTS);
+        let mirrored = detect_and_describe(
+            &normalize(&imageops::flip_horizontal(&print)).structure,
+            MAX_KEYPOINTS,
+        );
+        let width = upright.width;
+        let share = repeatability(&upright, &mirrored, true, |kp| {
+            let m = mirror_keypoint(kp, width);
+            (m.x, m.y)
+        });
+        assert!(share > 0.6, "only {share:.2} of keypoints found again");
+        assert!(
+            repeatability(&upright, &mirrored, false, |kp| (
+                width as f32 - 1.0 - kp.x,
+                kp.y
+            )) < share
+        );
+    }
+
+    #[test]
+    fn a_recoloured_copy_keeps_its_keypoints() {
+        let print = motif_print();
+        let recoloured = RgbImage::from_fn(print.width(), print.height(), |x, y| {
+            let [r, g, b] = print.get_pixel(x, y).0;
+            image::Rgb([g, b, r])
+        });
+        let a = detect_and_describe(&normalize(&print).structure, MAX_KEYPOINTS);
+        let b = detect_and_describe(&normalize(&recoloured).structure, MAX_KEYPOINTS);
+        let share = repeatability(&a, &b, false, |kp| (kp.x, kp.y));
+        assert!(share > 0.5, "only {share:.2} of keypoints found again");
+    }
+
+    #[test]
+    fn descriptors_survive_the_stored_form() {
+        let features = detect_and_describe(&normalize(&motif_print()).structure, 5);
+        let json = serde_json::to_string(&features).unwrap();
+        assert_eq!(
+            serde_json::from_str::<LocalFeatures>(&json).unwrap(),
+            features
+        );
+    }
+}

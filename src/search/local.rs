@@ -1,0 +1,238 @@
+//! Pairwise verification of local features. Query keypoints (and their mirror images) are
+//! matched to a reference print's keypoints by descriptor distance, then grouped by the
+//! transform each match implies (turn, scale, mirror). A copy concentrates its matches in a few
+//! groups: one for a crop or a photo, one per motif when motifs were cut out and rearranged,
+//! each motif moving on its own. Chance matches between unrelated prints scatter instead.
+//! Translation is left out on purpose: in a repeating print the same motif appears many times,
+//! and any of its copies is a fair match.
+//!
+//! Evidence is weighed, not counted: query keypoints that look alike (the dots of a dot grid,
+//! the repeats of one motif) count once together, and a keypoint that also lands near many
+//! other registered prints (a stripe end, a plain leaf) counts for little.
+
+use std::collections::{BTreeMap, HashMap};
+use std::f32::consts::TAU;
+
+use serde::Serialize;
+
+use crate::features::keypoints::{
+    Descriptor, Keypoint, LocalFeatures, mirror_descriptor, mirror_keypoint,
+};
+use crate::index::descriptor_distance;
+
+/// Largest descriptor distance that counts as a match (descriptors have length 512).
+pub const MATCH_DISTANCE: f32 = 200.0;
+/// Turn bins of 30°, and scale bins of a factor √2.
+const ROTATION_BIN: f32 = TAU / 12.0;
+const LOG2_SCALE_BIN: f32 = 0.5;
+/// Fewest matches that make a group: two chance matches can agree, three rarely do.
+const MIN_GROUP: usize = 3;
+
+/// One group of matches that share a transform.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatchGroup {
+    /// The query was mirrored (left-right) to match.
+    pub mirrored: bool,
+    /// How far the reference is turned from the query, in degrees clockwise.
+    pub rotation_degrees: f32,
+    /// Reference size / query size.
+    pub scale: f32,
+    /// (query keypoint, reference keypoint) pairs, keypoints as in the working images.
+    #[serde(skip)]
+    pub pairs: Vec<(Keypoint, Keypoint)>,
+    pub matches: usize,
+}
+
+/// What local features say about a pair of prints.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LocalEvidence {
+    /// Distinct, distinctive evidence: over the kinds of query keypoint that matched
+    /// consistently, the sum of each kind's weight.
+    pub weight: f32,
+    /// Matches that fell into a group.
+    pub consistent_matches: usize,
+    /// Matches by descriptor alone, before grouping.
+    pub descriptor_matches: usize,
+    pub groups: Vec<MatchGroup>,
+}
+
+/// A query's descriptors as given and mirrored, with what each is worth as evidence; computed
+/// once per query.
+pub struct QueryDescriptors<'a> {
+    pub features: &'a LocalFeatures,
+    pub mirrored: Vec<Descriptor>,
+    /// Per keypoint: the kind it belongs to (keypoints with near-equal descriptors share one).
+    kinds: Vec<usize>,
+    /// Per keypoint, as given and mirrored: 1 / the number of registered prints it lands near
+    /// (1 when unknown).
+    weights: [Vec<f32>; 2],
+}
+
+impl<'a> QueryDescriptors<'a> {
+    /// `commonness[m][i]`: how many registered prints keypoint `i` (mirrored when `m` is 1)
+    /// lands near; empty when not known.
+    pub fn new(features: &'a LocalFeatures, commonness: [Vec<usize>; 2]) -> Self {
+        let weight_of = |counts: &Vec<usize>| -> Vec<f32> {
+            (0..features.descriptors.len())
+                .map(|i| 1.0 / counts.get(i).copied().unwrap_or(1).max(1) as f32)
+                .collect()
+        };
+        QueryDescriptors {
+            features,
+            mirrored: features.descriptors.iter().map(mirror_descriptor).collect(),
+            kinds: kinds_of(&features.descriptors),
+            weights: [weight_of(&commonness[0]), weight_of(&commonness[1])],
+        }
+    }
+}
+
+/// Groups descriptors closer than [`MATCH_DISTANCE`] into kinds (single linkage), returning
+/// each descriptor's kind.
+fn kinds_of(descriptors: &[Descriptor]) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..descriptors.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for i in 0..descriptors.len() {
+        for j in i + 1..descriptors.len() {
+            if descriptor_distance(&descriptors[i], &descriptors[j]) < MATCH_DISTANCE {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    (0..descriptors.len())
+        .map(|i| root(&mut parent, i))
+        .collect()
+}
+
+struct Match {
+    /// Index of the query keypoint.
+    index: usize,
+    query: Keypoint,
+    reference: Keypoint,
+    mirrored: bool,
+    rotation: f32,
+    log2_scale: f32,
+}
+
+pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvidence {
+    if query.features.descriptors.is_empty() || reference.descriptors.is_empty() {
+        return LocalEvidence::default();
+    }
+    // Best match of each reference keypoint, per orientation of the query.
+    let mut best: BTreeMap<(bool, usize), (f32, usize)> = BTreeMap::new();
+    for (mirrored, descriptors) in [
+        (false, &query.features.descriptors),
+        (true, &query.mirrored),
+    ] {
+        for (qi, descriptor) in descriptors.iter().enumerate() {
+            let (ri, distance) = reference
+                .descriptors
+                .iter()
+                .enumerate()
+                .map(|(ri, r)| (ri, descriptor_distance(descriptor, r)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("reference has descriptors");
+            if distance < MATCH_DISTANCE {
+                let entry = best.entry((mirrored, ri)).or_insert((distance, qi));
+                if distance < entry.0 {
+                    *entry = (distance, qi);
+                }
+            }
+        }
+    }
+    let matches: Vec<Match> = best
+        .into_iter()
+        .map(|((mirrored, ri), (_, qi))| {
+            let original = query.features.keypoints[qi];
+            let query = if mirrored {
+                mirror_keypoint(&original, query.features.width)
+            } else {
+                original
+            };
+            let reference = reference.keypoints[ri];
+            Match {
+                index: qi,
+                query,
+                reference,
+                mirrored,
+                rotation: (reference.angle - query.angle).rem_euclid(TAU),
+                log2_scale: (reference.scale / query.scale).log2(),
+            }
+        })
+        .collect();
+    let descriptor_matches = matches.len();
+    let (groups, members) = group_by_transform(&matches);
+    let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
+    for m in members.iter().map(|&i| &matches[i]) {
+        let weight = query.weights[usize::from(m.mirrored)][m.index];
+        let best = best_by_kind.entry(query.kinds[m.index]).or_insert(0.0);
+        *best = best.max(weight);
+    }
+    LocalEvidence {
+        weight: best_by_kind.values().fold(0.0, |total, w| total + w),
+        consistent_matches: members.len(),
+        descriptor_matches,
+        groups,
+    }
+}
+
+/// Greedy Hough grouping: each match votes for the two nearest turn bins and the two nearest
+/// scale bins; the fullest bin becomes a group and its matches leave the vote; repeat while a
+/// bin holds at least [`MIN_GROUP`] matches.
+/// Returns the groups and the indices of the matches in them.
+fn group_by_transform(matches: &[Match]) -> (Vec<MatchGroup>, Vec<usize>) {
+    let bins_of = |m: &Match| {
+        let r = m.rotation / ROTATION_BIN - 0.5;
+        let s = m.log2_scale / LOG2_SCALE_BIN - 0.5;
+        let turns = (TAU / ROTATION_BIN).round() as i32;
+        let (r0, s0) = (r.floor() as i32, s.floor() as i32);
+        [(r0, s0), (r0 + 1, s0), (r0, s0 + 1), (r0 + 1, s0 + 1)]
+            .map(|(rb, sb)| (m.mirrored, rb.rem_euclid(turns), sb))
+    };
+    let mut used = vec![false; matches.len()];
+    let mut groups = Vec::new();
+    let mut grouped = Vec::new();
+    loop {
+        let mut votes: HashMap<(bool, i32, i32), Vec<usize>> = HashMap::new();
+        for (i, m) in matches.iter().enumerate().filter(|(i, _)| !used[*i]) {
+            for bin in bins_of(m) {
+                votes.entry(bin).or_default().push(i);
+            }
+        }
+        let Some((_, members)) = votes
+            .into_iter()
+            .max_by_key(|(bin, members)| (members.len(), std::cmp::Reverse(*bin)))
+        else {
+            break;
+        };
+        if members.len() < MIN_GROUP {
+            break;
+        }
+        let n = members.len() as f32;
+        let (mut sin, mut cos, mut log_scale) = (0.0, 0.0, 0.0);
+        for &i in &members {
+            used[i] = true;
+            grouped.push(i);
+            sin += matches[i].rotation.sin();
+            cos += matches[i].rotation.cos();
+            log_scale += matches[i].log2_scale;
+        }
+        groups.push(MatchGroup {
+            mirrored: matches[members[0]].mirrored,
+            rotation_degrees: sin.atan2(cos).rem_euclid(TAU).to_degrees(),
+            scale: 2f32.powf(log_scale / n),
+            pairs: members
+                .iter()
+                .map(|&i| (matches[i].query, matches[i].reference))
+                .collect(),
+            matches: members.len(),
+        });
+    }
+    (groups, grouped)
+}

@@ -1,0 +1,348 @@
+//! From a query's features to ranked, scored, explained candidates. Every signal proposes
+//! candidates; one pairwise verifier ([`compare`]) scores each, so a score means the same thing
+//! whichever signal found the candidate, and the `copy` verdict is one threshold on it.
+
+pub mod local;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::features::colour::delta_e;
+use crate::features::global_vector::similarity;
+use crate::features::keypoints::mirror_descriptor;
+use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
+use crate::index::{Indexes, keypoint_owner};
+use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
+
+/// Score at and above which two prints are judged copies. See README "The copy verdict".
+pub const DEFAULT_COPY_THRESHOLD: f32 = 0.45;
+/// Candidates each whole-print signal proposes, at least.
+const CANDIDATES_PER_SIGNAL: usize = 16;
+/// Candidates the keypoint index proposes: the prints most query keypoints land near.
+const KEYPOINT_CANDIDATES: usize = 24;
+/// Neighbours looked up per query keypoint.
+const KEYPOINT_NEIGHBOURS: usize = 8;
+/// Local evidence weight at which the local similarity reaches one half.
+const LOCAL_HALF_WEIGHT: f32 = 10.0;
+
+/// The verifier's answer for one pair of prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// In [0, 1], comparable across queries: higher is more similar.
+    pub score: f32,
+    /// The verdict at the configured operating point.
+    pub copy: bool,
+    pub explanation: Explanation,
+    /// ΔE between the mean colours: breaks ties between equal scores.
+    #[serde(skip)]
+    pub colour_difference: f32,
+}
+
+/// Why the verifier scored a pair as it did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    /// One sentence for people.
+    pub summary: String,
+    /// How the first print must be turned or mirrored to line up with the second, as a whole.
+    pub orientation: Dihedral,
+    pub signals: Vec<Signal>,
+    /// The groups of local matches, one per transform found.
+    pub local: LocalEvidence,
+}
+
+/// One signal's view of a pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct Signal {
+    pub name: &'static str,
+    /// This signal's similarity in [0, 1].
+    pub similarity: f32,
+    /// Whether this signal alone reaches the copy threshold.
+    pub fired: bool,
+    pub detail: String,
+}
+
+/// A query's features with what the verifier derives from them once per query.
+pub struct Query<'a> {
+    pub features: &'a FeatureSet,
+    descriptors: QueryDescriptors<'a>,
+    /// Prints that many query keypoints land near, most first.
+    candidates: Vec<u64>,
+    /// How many query keypoints land near each registered print; `None` without a registry.
+    landings: Option<HashMap<u64, usize>>,
+}
+
+impl<'a> Query<'a> {
+    /// A query compared without a registry: every keypoint counts fully.
+    pub fn alone(features: &'a FeatureSet) -> Self {
+        Query {
+            features,
+            descriptors: QueryDescriptors::new(&features.local, [Vec::new(), Vec::new()]),
+            candidates: Vec::new(),
+            landings: None,
+        }
+    }
+
+    /// A query looked up in the keypoint index: keypoints common among registered prints
+    /// count for less, and the prints most keypoints land near become candidates.
+    pub fn in_registry(features: &'a FeatureSet, indexes: &Indexes) -> Self {
+        let mirrored: Vec<_> = features
+            .local
+            .descriptors
+            .iter()
+            .map(mirror_descriptor)
+            .collect();
+        let lookups: Vec<&[u8; 128]> = features.local.descriptors.iter().chain(&mirrored).collect();
+        let landings: Vec<Vec<u64>> = lookups
+            .par_iter()
+            .map(|descriptor| {
+                let mut prints: Vec<u64> = indexes
+                    .keypoints
+                    .nearest(descriptor.as_slice(), KEYPOINT_NEIGHBOURS)
+                    .into_iter()
+                    .filter(|hit| hit.distance < MATCH_DISTANCE)
+                    .map(|hit| keypoint_owner(hit.id).0)
+                    .collect();
+                prints.sort_unstable();
+                prints.dedup();
+                prints
+            })
+            .collect();
+        let mut votes: HashMap<u64, usize> = HashMap::new();
+        for seq in landings.iter().flatten() {
+            *votes.entry(*seq).or_insert(0) += 1;
+        }
+        let mut ranked: Vec<(u64, usize)> = votes.iter().map(|(s, n)| (*s, *n)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(KEYPOINT_CANDIDATES);
+        let n = features.local.descriptors.len();
+        let commonness: Vec<usize> = landings.iter().map(Vec::len).collect();
+        Query {
+            features,
+            descriptors: QueryDescriptors::new(
+                &features.local,
+                [commonness[..n].to_vec(), commonness[n..].to_vec()],
+            ),
+            candidates: ranked.into_iter().map(|(seq, _)| seq).collect(),
+            landings: Some(votes),
+        }
+    }
+}
+
+/// Hamming distance at which a hash similarity reaches zero: unrelated 256-bit hashes differ in
+/// about half their bits.
+const UNRELATED_HASH_DISTANCE: f32 = Hash256::BITS as f32 / 2.0;
+
+/// One hash signal: its similarity in [0, 1] and the query orientation that reaches it. A plain
+/// channel on either side is no evidence either way: similarity 0.
+fn hash_signal(
+    name: &'static str,
+    query: Option<&DihedralHashes>,
+    reference: Option<&DihedralHashes>,
+) -> (Signal, Dihedral) {
+    let (Some(query), Some(reference)) = (query, reference) else {
+        let signal = Signal {
+            name,
+            similarity: 0.0,
+            fired: false,
+            detail: "one of the prints is plain in this channel: nothing to compare".into(),
+        };
+        return (signal, Dihedral::Identity);
+    };
+    let (distance, orientation) = query.closest(&reference.upright());
+    let similarity = (1.0 - distance as f32 / UNRELATED_HASH_DISTANCE).clamp(0.0, 1.0);
+    let signal = Signal {
+        name,
+        similarity,
+        fired: false,
+        detail: format!(
+            "{distance} of 256 bits differ with the query {}",
+            orientation.describe()
+        ),
+    };
+    (signal, orientation)
+}
+
+/// Scores how likely `reference` is a registered original of which `query` is a copy.
+///
+/// Two views, and the stronger one counts:
+/// - the whole print: the mean of two hash similarities (lightness alone is fooled by new
+///   colourways and edges alone by dense textures, but unrelated prints rarely come close in
+///   both at once);
+/// - its parts: local matches that agree on a transform, w / (w + 10) for their weight w
+///   (see [`local`]).
+pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
+    score_pair(query, reference, copy_threshold, true)
+}
+
+/// [`compare`], with the local verification skipped when `verify_locally` is false (its
+/// evidence is then empty).
+fn score_pair(
+    query: &Query,
+    reference: &FeatureSet,
+    copy_threshold: f32,
+    verify_locally: bool,
+) -> Comparison {
+    let (lightness, lightness_turn) = hash_signal(
+        "lightness_hash",
+        query.features.lightness_hash.as_ref(),
+        reference.lightness_hash.as_ref(),
+    );
+    let (structure, structure_turn) = hash_signal(
+        "structure_hash",
+        query.features.structure_hash.as_ref(),
+        reference.structure_hash.as_ref(),
+    );
+    let whole = (lightness.similarity + structure.similarity) / 2.0;
+    let orientation = if structure.similarity >= lightness.similarity {
+        structure_turn
+    } else {
+        lightness_turn
+    };
+    let evidence = if verify_locally {
+        local::verify(&query.descriptors, &reference.local)
+    } else {
+        LocalEvidence::default()
+    };
+    let parts = evidence.weight / (evidence.weight + LOCAL_HALF_WEIGHT);
+    let score = whole.max(parts);
+    let copy = score >= copy_threshold;
+    let summary = summarise(copy, whole >= parts, orientation, &evidence);
+    let whole_signal = Signal {
+        name: "whole_print",
+        similarity: whole,
+        fired: whole >= copy_threshold,
+        detail: "mean of the lightness and structure hash similarities".into(),
+    };
+    let local_signal = Signal {
+        name: "local_features",
+        similarity: parts,
+        fired: parts >= copy_threshold,
+        detail: format!(
+            "{} of {} keypoint matches agree in {} transform groups, weighing {:.1}",
+            evidence.consistent_matches,
+            evidence.descriptor_matches,
+            evidence.groups.len(),
+            evidence.weight
+        ),
+    };
+    let vector = Signal {
+        name: "global_vector",
+        similarity: similarity(&query.features.global_vector, &reference.global_vector),
+        fired: false,
+        detail: "cosine similarity of orientation-free DCT magnitudes (finds candidates only)"
+            .into(),
+    };
+    let colour_difference = delta_e(query.features.mean_colour, reference.mean_colour);
+    let colour = Signal {
+        name: "mean_colour",
+        similarity: (1.0 - colour_difference / 100.0).max(0.0),
+        fired: false,
+        detail: format!(
+            "mean colours differ by ΔE {colour_difference:.1} (orders equal scores only)"
+        ),
+    };
+    Comparison {
+        score,
+        copy,
+        explanation: Explanation {
+            summary,
+            orientation,
+            signals: vec![
+                whole_signal,
+                local_signal,
+                lightness,
+                structure,
+                vector,
+                colour,
+            ],
+            local: evidence,
+        },
+        colour_difference,
+    }
+}
+
+fn summarise(
+    copy: bool,
+    by_whole: bool,
+    orientation: Dihedral,
+    evidence: &LocalEvidence,
+) -> String {
+    if !copy {
+        return "Neither the whole print nor enough of its parts are found in the reference."
+            .into();
+    }
+    if by_whole {
+        return format!(
+            "The whole print matches in lightness and in ink edges once the query is {}.",
+            orientation.describe()
+        );
+    }
+    match evidence.groups.as_slice() {
+        [one] => format!(
+            "{} local features match under one transform ({}turned {:.0}°, scaled ×{:.2}): \
+             the same design, cropped, shifted or photographed.",
+            one.matches,
+            if one.mirrored { "mirrored, " } else { "" },
+            one.rotation_degrees,
+            one.scale
+        ),
+        groups => format!(
+            "{} local features match in {} groups, each moved its own way: motifs of the \
+             reference cut out and placed anew.",
+            evidence.consistent_matches,
+            groups.len()
+        ),
+    }
+}
+
+/// The `k` best registered prints for a query, best first, as (sequence number, comparison).
+pub fn rank(
+    features: &FeatureSet,
+    indexes: &Indexes,
+    registered: &HashMap<u64, Arc<FeatureSet>>,
+    k: usize,
+    copy_threshold: f32,
+) -> Vec<(u64, Comparison)> {
+    let query = Query::in_registry(features, indexes);
+    let wanted = k.max(CANDIDATES_PER_SIGNAL);
+    let mut candidates = BTreeSet::new();
+    for (index, hashes) in [
+        (&indexes.structure, &features.structure_hash),
+        (&indexes.lightness, &features.lightness_hash),
+    ] {
+        if let Some(hashes) = hashes {
+            candidates.extend(index.nearest(hashes, wanted).into_iter().map(|hit| hit.seq));
+        }
+    }
+    candidates.extend(
+        indexes
+            .vectors
+            .nearest(&features.global_vector, wanted)
+            .into_iter()
+            .map(|hit| hit.id),
+    );
+    candidates.extend(query.candidates.iter().copied());
+    let candidates: Vec<u64> = candidates.into_iter().collect();
+    let mut ranked: Vec<(u64, Comparison)> = candidates
+        .par_iter()
+        .filter_map(|seq| {
+            // No query keypoint landing near a print in the index means the verifier would
+            // find (almost) no local evidence there: skip the costly check.
+            let landed = query.landings.as_ref().is_none_or(|l| l.contains_key(seq));
+            Some((
+                *seq,
+                score_pair(&query, registered.get(seq)?, copy_threshold, landed),
+            ))
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        (b.1.score.total_cmp(&a.1.score))
+            .then(a.1.colour_difference.total_cmp(&b.1.colour_difference))
+            .then(a.0.cmp(&b.0))
+    });
+    ranked.truncate(k);
+    ranked
+}
