@@ -26,7 +26,7 @@ const KEYPOINT_CANDIDATES: usize = 24;
 /// Neighbours looked up per query keypoint.
 const KEYPOINT_NEIGHBOURS: usize = 8;
 /// Local evidence weight at which the local similarity reaches one half.
-const LOCAL_HALF_WEIGHT: f32 = 10.0;
+const LOCAL_HALF_WEIGHT: f32 = 16.0;
 
 /// The verifier's answer for one pair of prints.
 #[derive(Clone, Debug, Serialize)]
@@ -171,7 +171,7 @@ fn hash_signal(
 /// - the whole print: the mean of two hash similarities (lightness alone is fooled by new
 ///   colourways and edges alone by dense textures, but unrelated prints rarely come close in
 ///   both at once);
-/// - its parts: local matches that agree on a transform, w / (w + 10) for their weight w
+/// - its parts: local matches that agree on a transform, w / (w + 16) for their weight w
 ///   (see [`local`]).
 pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
     score_pair(query, reference, copy_threshold, true)
