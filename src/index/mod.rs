@@ -24,7 +24,7 @@ pub const VECTOR_SHAPE: GraphShape = GraphShape {
 pub const KEYPOINT_SHAPE: GraphShape = GraphShape {
     max_connections: 12,
     ef_construction: 32,
-    ef_search: 24,
+    ef_search: 16,
 };
 
 /// Keypoint descriptors, as bytes.
@@ -46,8 +46,8 @@ pub fn descriptor_distance(a: &[u8], b: &[u8]) -> f32 {
         .iter()
         .zip(b)
         .map(|(x, y)| {
-            let d = i32::from(*x) - i32::from(*y);
-            (d * d) as u32
+            let d = u32::from(x.abs_diff(*y));
+            d * d
         })
         .sum();
     (sum as f32).sqrt()

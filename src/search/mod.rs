@@ -24,7 +24,7 @@ const CANDIDATES_PER_SIGNAL: usize = 16;
 /// Candidates the keypoint index proposes: the prints most query keypoints land near.
 const KEYPOINT_CANDIDATES: usize = 24;
 /// Neighbours looked up per query keypoint.
-const KEYPOINT_NEIGHBOURS: usize = 8;
+const KEYPOINT_NEIGHBOURS: usize = 6;
 /// Local evidence weight at which the local similarity reaches one half.
 const LOCAL_HALF_WEIGHT: f32 = 16.0;
 
@@ -298,6 +298,26 @@ fn summarise(
     }
 }
 
+/// The registered prints closest in mean colour. For a query without coarse structure (a plain
+/// ground, a texture finer than the hashes see) colour is all that is left to go on, and the
+/// graph search cannot find neighbours of an all-zero global vector.
+fn nearest_in_colour(
+    features: &FeatureSet,
+    registered: &HashMap<u64, Arc<FeatureSet>>,
+    k: usize,
+) -> Vec<u64> {
+    let mut by_colour: Vec<(f32, u64)> = registered
+        .iter()
+        .map(|(seq, f)| (delta_e(features.mean_colour, f.mean_colour), *seq))
+        .collect();
+    let k = k.min(by_colour.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    by_colour.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    by_colour[..k].iter().map(|(_, seq)| *seq).collect()
+}
+
 /// The `k` best registered prints for a query, best first, as (sequence number, comparison).
 pub fn rank(
     features: &FeatureSet,
@@ -325,6 +345,9 @@ pub fn rank(
             .map(|hit| hit.id),
     );
     candidates.extend(query.candidates.iter().copied());
+    if features.structure_hash.is_none() && features.lightness_hash.is_none() {
+        candidates.extend(nearest_in_colour(features, registered, wanted));
+    }
     let candidates: Vec<u64> = candidates.into_iter().collect();
     let mut ranked: Vec<(u64, Comparison)> = candidates
         .par_iter()
