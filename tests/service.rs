@@ -93,14 +93,8 @@ fn clerk_registers_and_anyone_finds_the_print() {
 fn batch_search_answers_in_order_and_compare_explains() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a_id = server.register(fixture("print_a.png"), "a").1["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b_id = server.register(fixture("print_b.png"), "b").1["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a_id = server.register_id(fixture("print_a.png"), "a");
+    let b_id = server.register_id(fixture("print_b.png"), "b");
 
     let batch = Form::new()
         .part("image", image_part(fixture("print_b.gif")))
@@ -160,10 +154,7 @@ fn batch_search_answers_in_order_and_compare_explains() {
 fn rearranged_and_recoloured_cropped_copies_are_found_first() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a_id = server.register(fixture("print_a.png"), "a").1["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a_id = server.register_id(fixture("print_a.png"), "a");
     server.register(fixture("print_b.png"), "b");
     for seed in 0..20 {
         server.register(generated_print(seed), &format!("distractor {seed}"));
@@ -194,10 +185,7 @@ fn rearranged_and_recoloured_cropped_copies_are_found_first() {
 fn every_supported_format_and_pixel_layout_is_searchable() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a_id = server.register(fixture("print_a.png"), "a").1["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a_id = server.register_id(fixture("print_a.png"), "a");
     for name in [
         "print_b.gif",
         "print_b.webp",

@@ -256,8 +256,7 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
     }
 }
 
-/// Separable Gaussian blur with edge clamping. Each row and column is copied into a padded
-/// line first, so the inner loop is a plain dot product.
+/// Separable Gaussian blur with edge clamping: rows, then (through a transpose) columns.
 fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
     let radius = (3.0 * sigma).ceil() as usize;
     let kernel: Vec<f32> = (0..=2 * radius)
@@ -268,46 +267,39 @@ fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
         .collect();
     let total: f32 = kernel.iter().sum();
     let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
-    let convolve_line = |line: &[f32], padded: &mut Vec<f32>, out: &mut [f32]| {
-        let n = line.len();
+    let across = blur_rows(pixels, width, &kernel);
+    let down = blur_rows(&transpose(&across, width, height), height, &kernel);
+    transpose(&down, height, width)
+}
+
+/// Convolves each row with `kernel` (odd length). Each row is copied into a padded line first,
+/// so the inner loop is a plain dot product.
+fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
+    let radius = kernel.len() / 2;
+    let mut padded = Vec::with_capacity(width + 2 * radius);
+    let mut out = vec![0.0; pixels.len()];
+    for (row, out_row) in pixels.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
         padded.clear();
-        padded.extend((0..radius).map(|_| line[0]));
-        padded.extend_from_slice(line);
-        padded.extend((0..radius).map(|_| line[n - 1]));
-        for (x, value) in out.iter_mut().enumerate() {
+        padded.extend(std::iter::repeat_n(row[0], radius));
+        padded.extend_from_slice(row);
+        padded.extend(std::iter::repeat_n(row[width - 1], radius));
+        for (x, value) in out_row.iter_mut().enumerate() {
             *value = padded[x..x + kernel.len()]
                 .iter()
-                .zip(&kernel)
+                .zip(kernel)
                 .map(|(p, k)| p * k)
                 .sum();
         }
-    };
-    let mut padded = Vec::with_capacity(width.max(height) + 2 * radius);
-    let mut across = vec![0.0; pixels.len()];
-    for (row, out) in pixels
-        .chunks_exact(width)
-        .zip(across.chunks_exact_mut(width))
-    {
-        convolve_line(row, &mut padded, out);
     }
-    // Columns: transpose, blur rows, transpose back.
-    let mut columns = vec![0.0; pixels.len()];
+    out
+}
+
+/// The `height` × `width` transpose of a row-major `width` × `height` image.
+fn transpose(pixels: &[f32], width: usize, height: usize) -> Vec<f32> {
+    let mut out = vec![0.0; pixels.len()];
     for y in 0..height {
         for x in 0..width {
-            columns[x * height + y] = across[y * width + x];
-        }
-    }
-    let mut blurred_columns = vec![0.0; pixels.len()];
-    for (column, out) in columns
-        .chunks_exact(height)
-        .zip(blurred_columns.chunks_exact_mut(height))
-    {
-        convolve_line(column, &mut padded, out);
-    }
-    let mut out = vec![0.0; pixels.len()];
-    for x in 0..width {
-        for y in 0..height {
-            out[y * width + x] = blurred_columns[x * height + y];
+            out[x * height + y] = pixels[y * width + x];
         }
     }
     out

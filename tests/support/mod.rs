@@ -122,6 +122,13 @@ impl Server {
         self.post("/api/v1/patterns", form)
     }
 
+    /// Registers and returns the pattern's id.
+    pub fn register_id(&self, image: Vec<u8>, title: &str) -> String {
+        let (status, record) = self.register(image, title);
+        assert!(status == 200 || status == 201, "{record}");
+        record["id"].as_str().expect("id").to_string()
+    }
+
     pub fn search(&self, image: Vec<u8>) -> Value {
         let (status, body) = self.post(
             "/api/v1/search?k=5",
