@@ -1,9 +1,8 @@
 //! Benchmarks of the query path: decode + features for one upload, and ranking against 10 000
 //! indexed prints. Run with `cargo bench`; quote figures with the machine they ran on.
 
-use std::collections::HashMap;
 use std::io::Cursor;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use huaxing::engine::analyze;
 use huaxing::features::{self, FeatureSet, global_vector};
@@ -11,7 +10,7 @@ use huaxing::index::{
     Indexes, KEYPOINT_SHAPE, KeypointIndex, VECTOR_SHAPE, VectorIndex, keypoint_items,
 };
 use huaxing::normalize::normalize;
-use huaxing::search::{DEFAULT_COPY_THRESHOLD, rank};
+use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, rank};
 use image::{ImageFormat, Rgb, RgbImage};
 use rayon::prelude::*;
 
@@ -63,7 +62,7 @@ fn decode_and_extract_jpeg(bencher: divan::Bencher, side: u32) {
 
 struct Registry10k {
     indexes: Indexes,
-    features: HashMap<u64, Arc<FeatureSet>>,
+    features: RegisteredFeatures,
     queries: Vec<FeatureSet>,
 }
 
@@ -90,7 +89,7 @@ static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
         .collect();
     Registry10k {
         indexes,
-        features: sets.into_iter().map(|(s, f)| (s, Arc::new(f))).collect(),
+        features: RwLock::new(sets.into_iter().map(|(s, f)| (s, Arc::new(f))).collect()),
         queries,
     }
 });

@@ -3,9 +3,10 @@
 //! and compare to the API and the CLI. Everything here is blocking; async callers use
 //! `spawn_blocking`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -20,8 +21,10 @@ use crate::index::{
     Graph, GraphShape, Indexes, KEYPOINT_SHAPE, VECTOR_SHAPE, keypoint_items, keypoint_owner,
 };
 use crate::normalize::normalize;
-use crate::registry::{self, BlobStore, NewPattern, PatternRecord, Registry, Status, sha256_hex};
-use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query};
+use crate::registry::{
+    BlobStore, NewPattern, PatternRecord, Registry, Status, StoredFeatures, sha256_hex,
+};
+use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query, RegisteredFeatures};
 
 const VECTORS: GraphSpec = GraphSpec {
     name: "vectors",
@@ -117,7 +120,7 @@ pub struct Engine {
     registry: Registry,
     blobs: BlobStore,
     indexes: Indexes,
-    features: RwLock<HashMap<u64, Arc<FeatureSet>>>,
+    features: RegisteredFeatures,
     config: Config,
     /// Held for the engine's life: one process per data directory.
     _lock: File,
@@ -172,28 +175,15 @@ impl Engine {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn count(&self) -> usize {
-        self.features.read().expect("features lock").len()
+    /// Registered patterns, as the registry counts them.
+    pub fn count(&self) -> Result<u64> {
+        self.registry.count()
     }
 
     /// Registers an upload. The same picture registered before answers with its existing
     /// record; otherwise the new pattern is durably committed before this returns.
     pub fn register(&self, bytes: &[u8], meta: PatternMeta) -> Result<Registration> {
         let analysis = analyze(bytes)?;
-        self.register_analyzed(bytes, analysis, meta)
-    }
-
-    /// [`Engine::register`] for an upload already analysed (bulk import analyses in parallel).
-    pub fn register_analyzed(
-        &self,
-        bytes: &[u8],
-        analysis: Analysis,
-        meta: PatternMeta,
-    ) -> Result<Registration> {
         if let Some(existing) = self.registry.find_by_id(&analysis.id)? {
             return Ok(Registration {
                 pattern: existing,
@@ -222,7 +212,7 @@ impl Engine {
         };
         let (pattern, created) = self.registry.insert(&new)?;
         if created {
-            self.index(pattern.seq, new.features)?;
+            self.index(pattern.seq, new.features);
         }
         Ok(Registration {
             pattern,
@@ -231,13 +221,16 @@ impl Engine {
         })
     }
 
-    fn index(&self, seq: u64, features: FeatureSet) -> Result<()> {
-        self.indexes.insert(seq, &features)?;
+    /// Adds a committed registration to the in-memory indexes. It is stored already, so a
+    /// failure here is logged, not answered: the next start catches the indexes up.
+    fn index(&self, seq: u64, features: FeatureSet) {
+        if let Err(e) = self.indexes.insert(seq, &features) {
+            tracing::error!("pattern {seq} is registered but not fully indexed until restart: {e}");
+        }
         self.features
             .write()
             .expect("features lock")
             .insert(seq, Arc::new(features));
-        Ok(())
     }
 
     /// Whether an upload with exactly these bytes is registered (bulk import skips those).
@@ -247,16 +240,13 @@ impl Engine {
 
     /// The `k` registered patterns most similar to `query`, best first.
     pub fn search(&self, query: &FeatureSet, k: usize) -> Result<Vec<Match>> {
-        let ranked = {
-            let features = self.features.read().expect("features lock");
-            search::rank(
-                query,
-                &self.indexes,
-                &features,
-                k,
-                self.config.copy_threshold,
-            )
-        };
+        let ranked = search::rank(
+            query,
+            &self.indexes,
+            &self.features,
+            k,
+            self.config.copy_threshold,
+        );
         ranked
             .into_iter()
             .map(|(seq, comparison)| {
@@ -317,7 +307,8 @@ impl Engine {
         Ok((self.blobs.get(&record.sha256)?, record.media_type))
     }
 
-    /// Writes the vector index to the data directory, so the next start need not rebuild it.
+    /// Writes both graphs (global vectors, keypoints) to the data directory, so the next start
+    /// need not rebuild them.
     pub fn save_index(&self) -> Result<()> {
         let started = Instant::now();
         let dir = self.data_dir.join("index");
@@ -337,42 +328,47 @@ impl Engine {
     }
 }
 
-/// Every pattern's features at the current version; older ones are re-extracted from the
-/// stored upload and written back.
+/// Every pattern's features at the current version. Features of an older version, or that
+/// cannot be read, are re-extracted from the stored upload and written back.
 fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, FeatureSet)>> {
     let stored = registry.all_features()?;
-    let stale: Vec<_> = stored
-        .iter()
-        .filter(|s| s.feature_version != FEATURE_VERSION)
-        .collect();
-    if !stale.is_empty() {
-        tracing::info!(
-            patterns = stale.len(),
-            "features were made by an older extractor version; re-extracting from the stored uploads"
-        );
-    }
+    let current = |s: &StoredFeatures| {
+        (s.feature_version == FEATURE_VERSION)
+            .then(|| FeatureSet::from_bytes(&s.bytes))
+            .and_then(|parsed| {
+                parsed
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "features of pattern {} unreadable ({e}); re-extracting",
+                            s.seq
+                        )
+                    })
+                    .ok()
+            })
+    };
     let started = Instant::now();
-    stored
+    let redone = AtomicUsize::new(0);
+    let features = stored
         .par_iter()
         .map(|s| {
-            if s.feature_version == FEATURE_VERSION {
-                return Ok((s.seq, registry::parse_features(s.seq, &s.bytes)?));
+            if let Some(features) = current(s) {
+                return Ok((s.seq, features));
             }
             let fresh = analyze(&blobs.get(&s.sha256)?)?.features;
             registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
+            redone.fetch_add(1, Ordering::Relaxed);
             Ok((s.seq, fresh))
         })
-        .collect::<Result<Vec<_>>>()
-        .inspect(|_| {
-            if !stale.is_empty() {
-                let seconds = started.elapsed().as_secs_f32();
-                tracing::info!(
-                    "re-extracted {} patterns in {seconds:.1} s ({:.0}/s)",
-                    stale.len(),
-                    stale.len() as f32 / seconds.max(1e-3)
-                );
-            }
-        })
+        .collect::<Result<Vec<_>>>()?;
+    let redone = redone.into_inner();
+    if redone > 0 {
+        let seconds = started.elapsed().as_secs_f32();
+        tracing::info!(
+            "re-extracted the features of {redone} patterns from their uploads in {seconds:.1} s ({:.0}/s)",
+            redone as f32 / seconds.max(1e-3)
+        );
+    }
+    Ok(features)
 }
 
 /// One persisted graph: where it lives, how it is shaped, and how its ids map to prints.
@@ -428,13 +424,10 @@ where
         }
     };
     let graph = loaded.unwrap_or_else(|| Graph::new(spec.dimensions, features.len(), spec.shape));
+    let present: HashSet<u64> = graph.members().into_iter().map(spec.print_of).collect();
     let missing: Vec<&(u64, FeatureSet)> = features
         .iter()
-        .filter(|(seq, f)| {
-            items_of(*seq, f)
-                .first()
-                .is_some_and(|(id, _)| !graph.contains(*id))
-        })
+        .filter(|(seq, _)| !present.contains(seq))
         .collect();
     if !missing.is_empty() {
         let started = Instant::now();

@@ -78,11 +78,16 @@ pub async fn json_errors(request: axum::extract::Request, next: Next) -> Respons
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::REQUEST_TIMEOUT => "timeout",
-        StatusCode::SERVICE_UNAVAILABLE => "busy",
+        StatusCode::SERVICE_UNAVAILABLE => "timeout",
         s if s.is_client_error() => "bad_request",
         _ => "internal",
     };
     let message = match (status, detail.is_empty()) {
+        (StatusCode::SERVICE_UNAVAILABLE, _) => {
+            "the service did not answer in time; a registration may still have been stored, \
+             so look it up before sending it again"
+                .into()
+        }
         (StatusCode::PAYLOAD_TOO_LARGE, _) => {
             "the request body is larger than this endpoint accepts".into()
         }

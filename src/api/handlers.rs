@@ -33,8 +33,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-pub async fn healthz(State(engine): AppState) -> Json<Value> {
-    Json(json!({"status": "ok", "patterns": engine.count()}))
+pub async fn healthz(State(engine): AppState) -> Result<Json<Value>, ApiError> {
+    let patterns = blocking(move || engine.count()).await?;
+    Ok(Json(json!({"status": "ok", "patterns": patterns})))
 }
 
 pub async fn register(State(engine): AppState, multipart: Multipart) -> Result<Response, ApiError> {
@@ -101,9 +102,15 @@ pub async fn list_patterns(
             "limit must be between 1 and 1000",
         ));
     }
-    let total = engine.count();
+    if page.offset > i64::MAX as u64 {
+        return Err(ApiError::bad_request(
+            "invalid_offset",
+            "offset is too large",
+        ));
+    }
     let (offset, limit) = (page.offset, page.limit);
-    let patterns = blocking(move || engine.list(offset, limit)).await?;
+    let (patterns, total) =
+        blocking(move || Ok((engine.list(offset, limit)?, engine.count()?))).await?;
     Ok(
         Json(json!({"patterns": patterns, "total": total, "offset": offset, "limit": limit}))
             .into_response(),
@@ -140,8 +147,8 @@ pub async fn search(
         texts: &[],
         max_files: 1,
     };
-    // The form is read before the parameters are judged, so the client always gets the answer
-    // rather than a connection closed under its upload.
+    // The form is read before `k` is judged, so the client gets the answer rather than a
+    // connection closed under its upload (a `k` that is not a number is refused earlier).
     let form = read_form(multipart, &spec).await?;
     let k = check_k(params.k)?;
     let bytes = form.required_file("image")?.to_vec();

@@ -53,7 +53,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
         .layer(RequestBodyLimitLayer::new(MAX_BATCH_BODY))
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn(error::json_errors))

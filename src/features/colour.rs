@@ -8,10 +8,6 @@ use crate::normalize::PrintImage;
 pub struct MeanColourExtractor;
 
 impl Extractor for MeanColourExtractor {
-    fn name(&self) -> &'static str {
-        "mean_colour"
-    }
-
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         let mut sum = [0f64; 3];
         for pixel in &print.lab {

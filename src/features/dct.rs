@@ -1,5 +1,5 @@
-//! The low-frequency 2-D DCT of the structure channel, shared by the hash and the global vector.
-//! The structure channel is area-resampled to 64×64 and its 16×16 lowest DCT-II coefficients
+//! The low-frequency 2-D DCT of a channel (structure or lightness), shared by the hashes and
+//! the global vector. The channel is area-resampled to 64×64 and its 16×16 lowest DCT-II coefficients
 //! kept, as in pHash and PDQ.
 
 use std::sync::LazyLock;

@@ -183,10 +183,6 @@ impl DihedralHashes {
 pub struct StructureHashExtractor;
 
 impl Extractor for StructureHashExtractor {
-    fn name(&self) -> &'static str {
-        "structure_hash"
-    }
-
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         features.structure_hash = DihedralHashes::of_channel(&print.structure);
     }
@@ -197,10 +193,6 @@ impl Extractor for StructureHashExtractor {
 pub struct LightnessHashExtractor;
 
 impl Extractor for LightnessHashExtractor {
-    fn name(&self) -> &'static str {
-        "lightness_hash"
-    }
-
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         features.lightness_hash = DihedralHashes::of_channel(&print.lightness);
     }

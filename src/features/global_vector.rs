@@ -16,10 +16,6 @@ pub const DIMENSIONS: usize = 2 * PER_CHANNEL;
 pub struct GlobalVectorExtractor;
 
 impl Extractor for GlobalVectorExtractor {
-    fn name(&self) -> &'static str {
-        "global_vector"
-    }
-
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         let mut vector = Vec::with_capacity(DIMENSIONS);
         for channel in [&print.lightness, &print.structure] {

@@ -80,10 +80,6 @@ fn descriptors_from_hex<'de, D: Deserializer<'de>>(
 pub struct KeypointExtractor;
 
 impl Extractor for KeypointExtractor {
-    fn name(&self) -> &'static str {
-        "keypoints"
-    }
-
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         features.local = detect_and_describe(&contrast_normalised(&print.structure), MAX_KEYPOINTS);
     }
@@ -273,7 +269,8 @@ fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
 }
 
 /// Convolves each row with `kernel` (odd length). Each row is copied into a padded line first,
-/// so the inner loop is a plain dot product.
+/// and the taps form the outer loop, so the inner loop runs over independent pixels and is
+/// vectorised by the compiler.
 fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
     let radius = kernel.len() / 2;
     let mut padded = Vec::with_capacity(width + 2 * radius);
@@ -283,12 +280,10 @@ fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
         padded.extend(std::iter::repeat_n(row[0], radius));
         padded.extend_from_slice(row);
         padded.extend(std::iter::repeat_n(row[width - 1], radius));
-        for (x, value) in out_row.iter_mut().enumerate() {
-            *value = padded[x..x + kernel.len()]
-                .iter()
-                .zip(kernel)
-                .map(|(p, k)| p * k)
-                .sum();
+        for (tap, weight) in kernel.iter().enumerate() {
+            for (value, source) in out_row.iter_mut().zip(&padded[tap..tap + width]) {
+                *value += weight * source;
+            }
         }
     }
     out

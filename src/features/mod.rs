@@ -15,7 +15,7 @@ pub use dct_hash::{Dihedral, DihedralHashes, Hash256};
 
 /// Bumped whenever any extractor changes what it computes. Stored features of another version
 /// are never compared with new ones: they are re-extracted from the stored upload.
-pub const FEATURE_VERSION: u32 = 1;
+pub const FEATURE_VERSION: u32 = 2;
 
 /// Everything the extractors computed for one print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,14 +29,13 @@ pub struct FeatureSet {
     pub mean_colour: [f32; 3],
     /// Keypoints and descriptors of the structure channel.
     pub local: keypoints::LocalFeatures,
-    /// Orientation-invariant global descriptor (L2-normalised), indexed by HNSW.
+    /// Orientation-invariant global descriptor, indexed by HNSW: each channel's half has unit
+    /// length, or is zero when the channel is plain.
     pub global_vector: Vec<f32>,
 }
 
 /// One stage of feature extraction.
 pub trait Extractor: Sync {
-    /// Short name, used in logs and explanations.
-    fn name(&self) -> &'static str;
     /// Computes this extractor's part of `features` from the working image.
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet);
 }
@@ -73,7 +72,12 @@ impl FeatureSet {
         serde_json::to_vec(self).expect("feature sets always serialise")
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Reads the stored form, refusing a set whose keypoints and descriptors disagree.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let features: FeatureSet = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if features.local.keypoints.len() != features.local.descriptors.len() {
+            return Err("keypoints and descriptors differ in number".into());
+        }
+        Ok(features)
     }
 }

@@ -94,13 +94,6 @@ impl<T: Element, D: Distance<T> + Default + Send + Sync> Graph<T, D> {
         self.len() == 0
     }
 
-    pub fn contains(&self, id: u64) -> bool {
-        self.members
-            .lock()
-            .expect("index members lock")
-            .contains(&id)
-    }
-
     /// The ids the graph holds.
     pub fn members(&self) -> HashSet<u64> {
         self.members.lock().expect("index members lock").clone()

@@ -4,14 +4,13 @@
 
 use std::sync::RwLock;
 
-use crate::features::{Dihedral, DihedralHashes, Hash256};
+use crate::features::{DihedralHashes, Hash256};
 
 /// One registered print's distance to a query, in the query orientation that comes closest.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HashHit {
     pub seq: u64,
     pub distance: u32,
-    pub orientation: Dihedral,
 }
 
 #[derive(Default)]
@@ -27,26 +26,14 @@ impl HashIndex {
             .push((seq, upright));
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.read().expect("hash index lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The `k` registered hashes closest to any orientation of the query, closest first.
     pub fn nearest(&self, query: &DihedralHashes, k: usize) -> Vec<HashHit> {
         let entries = self.entries.read().expect("hash index lock");
         let mut hits: Vec<HashHit> = entries
             .iter()
-            .map(|(seq, hash)| {
-                let (distance, orientation) = query.closest(hash);
-                HashHit {
-                    seq: *seq,
-                    distance,
-                    orientation,
-                }
+            .map(|(seq, hash)| HashHit {
+                seq: *seq,
+                distance: query.closest(hash).0,
             })
             .collect();
         let k = k.min(hits.len());

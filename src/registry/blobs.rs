@@ -3,7 +3,8 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -41,7 +42,10 @@ impl BlobStore {
         }
         let dir = path.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let temporary = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        // Unique per write: two uploads of the same bytes at once must not share a file.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let unique = WRITES.fetch_add(1, Ordering::Relaxed);
+        let temporary = dir.join(format!(".{sha256}.{}.{unique}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut file = fs::File::create(&temporary)?;
             file.write_all(bytes)?;
@@ -49,7 +53,10 @@ impl BlobStore {
             fs::rename(&temporary, &path)?;
             fs::File::open(dir)?.sync_all()
         };
-        write().map_err(|e| Error::io(&path, e))?;
+        write().map_err(|e| {
+            let _ = fs::remove_file(&temporary);
+            Error::io(&path, e)
+        })?;
         Ok(sha256)
     }
 
@@ -63,10 +70,6 @@ impl BlobStore {
             )));
         }
         Ok(bytes)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

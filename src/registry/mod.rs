@@ -221,24 +221,6 @@ impl Registry {
         Ok((record, inserted == 1))
     }
 
-    /// The stored features of one pattern, if they were made by `feature_version`.
-    pub fn features(&self, seq: u64, feature_version: u32) -> Result<Option<FeatureSet>> {
-        let stored: Option<(u32, Vec<u8>)> = self.with(|c| {
-            c.query_row(
-                "SELECT feature_version, features FROM patterns WHERE seq = ?1",
-                [seq],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })?;
-        match stored {
-            Some((version, bytes)) if version == feature_version => {
-                Ok(Some(parse_features(seq, &bytes)?))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Every pattern's stored features, in registration order.
     pub fn all_features(&self) -> Result<Vec<StoredFeatures>> {
         self.with(|c| {
@@ -273,11 +255,6 @@ impl Registry {
         })?;
         Ok(())
     }
-}
-
-pub fn parse_features(seq: u64, bytes: &[u8]) -> Result<FeatureSet> {
-    FeatureSet::from_bytes(bytes)
-        .map_err(|e| Error::Integrity(format!("features of pattern {seq} are unreadable: {e}")))
 }
 
 /// `HX-<year of registration>-<sequence number>`, human-readable and sequential.
@@ -358,7 +335,11 @@ mod tests {
             reopened.find_by_upload(&record.sha256).unwrap(),
             Some(record)
         );
-        assert!(reopened.features(1, 1).unwrap().is_some());
-        assert!(reopened.features(1, 2).unwrap().is_none());
+        let stored = reopened.all_features().unwrap();
+        assert_eq!((stored.len(), stored[0].feature_version), (1, 1));
+        assert_eq!(
+            FeatureSet::from_bytes(&stored[0].bytes).unwrap(),
+            FeatureSet::default()
+        );
     }
 }

@@ -15,9 +15,7 @@ use std::f32::consts::TAU;
 
 use serde::Serialize;
 
-use crate::features::keypoints::{
-    Descriptor, Keypoint, LocalFeatures, mirror_descriptor, mirror_keypoint,
-};
+use crate::features::keypoints::{Descriptor, LocalFeatures, mirror_descriptor, mirror_keypoint};
 use crate::index::descriptor_distance;
 
 /// Largest descriptor distance that counts as a match (descriptors have length 512).
@@ -37,9 +35,6 @@ pub struct MatchGroup {
     pub rotation_degrees: f32,
     /// Reference size / query size.
     pub scale: f32,
-    /// (query keypoint, reference keypoint) pairs, keypoints as in the working images.
-    #[serde(skip)]
-    pub pairs: Vec<(Keypoint, Keypoint)>,
     pub matches: usize,
 }
 
@@ -69,19 +64,24 @@ pub struct QueryDescriptors<'a> {
 }
 
 impl<'a> QueryDescriptors<'a> {
-    /// `commonness[m][i]`: how many registered prints keypoint `i` (mirrored when `m` is 1)
-    /// lands near; empty when not known.
-    pub fn new(features: &'a LocalFeatures, commonness: [Vec<usize>; 2]) -> Self {
-        let weight_of = |counts: &Vec<usize>| -> Vec<f32> {
-            (0..features.descriptors.len())
-                .map(|i| 1.0 / counts.get(i).copied().unwrap_or(1).max(1) as f32)
-                .collect()
-        };
+    /// Every keypoint at full weight, as when there is no registry to compare with.
+    pub fn new(features: &'a LocalFeatures) -> Self {
+        let n = features.descriptors.len();
         QueryDescriptors {
             features,
             mirrored: features.descriptors.iter().map(mirror_descriptor).collect(),
             kinds: kinds_of(&features.descriptors),
-            weights: [weight_of(&commonness[0]), weight_of(&commonness[1])],
+            weights: [vec![1.0; n], vec![1.0; n]],
+        }
+    }
+
+    /// Sets each keypoint's weight from how many registered prints it lands near:
+    /// `commonness[m][i]` for keypoint `i`, mirrored when `m` is 1.
+    pub fn weigh(&mut self, commonness: [Vec<usize>; 2]) {
+        for (weights, counts) in self.weights.iter_mut().zip(commonness) {
+            for (weight, count) in weights.iter_mut().zip(counts) {
+                *weight = 1.0 / count.max(1) as f32;
+            }
         }
     }
 }
@@ -110,11 +110,10 @@ fn kinds_of(descriptors: &[Descriptor]) -> Vec<usize> {
         .collect()
 }
 
+/// A descriptor match and the transform it implies.
 struct Match {
     /// Index of the query keypoint.
     index: usize,
-    query: Keypoint,
-    reference: Keypoint,
     mirrored: bool,
     rotation: f32,
     log2_scale: f32,
@@ -158,8 +157,6 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
             let reference = reference.keypoints[ri];
             Match {
                 index: qi,
-                query,
-                reference,
                 mirrored,
                 rotation: (reference.angle - query.angle).rem_euclid(TAU),
                 log2_scale: (reference.scale / query.scale).log2(),
@@ -227,10 +224,6 @@ fn group_by_transform(matches: &[Match]) -> (Vec<MatchGroup>, Vec<usize>) {
             mirrored: matches[members[0]].mirrored,
             rotation_degrees: sin.atan2(cos).rem_euclid(TAU).to_degrees(),
             scale: 2f32.powf(log_scale / n),
-            pairs: members
-                .iter()
-                .map(|&i| (matches[i].query, matches[i].reference))
-                .collect(),
             matches: members.len(),
         });
     }

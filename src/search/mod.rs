@@ -5,20 +5,22 @@
 pub mod local;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
-use crate::features::keypoints::mirror_descriptor;
 use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
 use crate::index::{Indexes, keypoint_owner};
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
 
 /// Score at and above which two prints are judged copies. See README "The copy verdict".
 pub const DEFAULT_COPY_THRESHOLD: f32 = 0.45;
+/// The features of every registered print, by sequence number.
+pub type RegisteredFeatures = RwLock<HashMap<u64, Arc<FeatureSet>>>;
+
 /// Candidates each whole-print signal proposes, at least.
 const CANDIDATES_PER_SIGNAL: usize = 16;
 /// Candidates the keypoint index proposes: the prints most query keypoints land near.
@@ -79,7 +81,7 @@ impl<'a> Query<'a> {
     pub fn alone(features: &'a FeatureSet) -> Self {
         Query {
             features,
-            descriptors: QueryDescriptors::new(&features.local, [Vec::new(), Vec::new()]),
+            descriptors: QueryDescriptors::new(&features.local),
             candidates: Vec::new(),
             landings: None,
         }
@@ -88,13 +90,13 @@ impl<'a> Query<'a> {
     /// A query looked up in the keypoint index: keypoints common among registered prints
     /// count for less, and the prints most keypoints land near become candidates.
     pub fn in_registry(features: &'a FeatureSet, indexes: &Indexes) -> Self {
-        let mirrored: Vec<_> = features
+        let mut descriptors = QueryDescriptors::new(&features.local);
+        let lookups: Vec<&[u8; 128]> = features
             .local
             .descriptors
             .iter()
-            .map(mirror_descriptor)
+            .chain(&descriptors.mirrored)
             .collect();
-        let lookups: Vec<&[u8; 128]> = features.local.descriptors.iter().chain(&mirrored).collect();
         let landings: Vec<Vec<u64>> = lookups
             .par_iter()
             .map(|descriptor| {
@@ -119,12 +121,10 @@ impl<'a> Query<'a> {
         ranked.truncate(KEYPOINT_CANDIDATES);
         let n = features.local.descriptors.len();
         let commonness: Vec<usize> = landings.iter().map(Vec::len).collect();
+        descriptors.weigh([commonness[..n].to_vec(), commonness[n..].to_vec()]);
         Query {
             features,
-            descriptors: QueryDescriptors::new(
-                &features.local,
-                [commonness[..n].to_vec(), commonness[n..].to_vec()],
-            ),
+            descriptors,
             candidates: ranked.into_iter().map(|(seq, _)| seq).collect(),
             landings: Some(votes),
         }
@@ -319,10 +319,13 @@ fn nearest_in_colour(
 }
 
 /// The `k` best registered prints for a query, best first, as (sequence number, comparison).
+///
+/// `registered` is locked only for short reads, never while rayon runs: a rayon thread waiting
+/// on nested work may pick up another job that needs the write lock.
 pub fn rank(
     features: &FeatureSet,
     indexes: &Indexes,
-    registered: &HashMap<u64, Arc<FeatureSet>>,
+    registered: &RegisteredFeatures,
     k: usize,
     copy_threshold: f32,
 ) -> Vec<(u64, Comparison)> {
@@ -345,20 +348,23 @@ pub fn rank(
             .map(|hit| hit.id),
     );
     candidates.extend(query.candidates.iter().copied());
-    if features.structure_hash.is_none() && features.lightness_hash.is_none() {
-        candidates.extend(nearest_in_colour(features, registered, wanted));
-    }
-    let candidates: Vec<u64> = candidates.into_iter().collect();
+    let candidates: Vec<(u64, Arc<FeatureSet>)> = {
+        let registered = registered.read().expect("registered features lock");
+        if features.structure_hash.is_none() && features.lightness_hash.is_none() {
+            candidates.extend(nearest_in_colour(features, &registered, wanted));
+        }
+        candidates
+            .into_iter()
+            .filter_map(|seq| Some((seq, registered.get(&seq)?.clone())))
+            .collect()
+    };
     let mut ranked: Vec<(u64, Comparison)> = candidates
         .par_iter()
-        .filter_map(|seq| {
+        .map(|(seq, reference)| {
             // No query keypoint landing near a print in the index means the verifier would
             // find (almost) no local evidence there: skip the costly check.
             let landed = query.landings.as_ref().is_none_or(|l| l.contains_key(seq));
-            Some((
-                *seq,
-                score_pair(&query, registered.get(seq)?, copy_threshold, landed),
-            ))
+            (*seq, score_pair(&query, reference, copy_threshold, landed))
         })
         .collect();
     ranked.sort_by(|a, b| {
