@@ -353,6 +353,31 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
 }
 
 #[test]
+fn features_of_an_older_version_or_unreadable_are_re_extracted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a_id = server.register_id(fixture("print_a.png"), "a");
+    let b_id = server.register_id(fixture("print_b.png"), "b");
+    server.stop();
+    let db = rusqlite::Connection::open(dir.path().join("registry.sqlite")).unwrap();
+    db.execute(
+        "UPDATE patterns SET feature_version = 1 WHERE id = ?1",
+        [&a_id],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE patterns SET features = x'00' WHERE id = ?1",
+        [&b_id],
+    )
+    .unwrap();
+    drop(db);
+
+    let server = Server::start(dir.path());
+    assert_eq!(top_id(&server.search(fixture("print_a_rot90.png"))), a_id);
+    assert_eq!(top_id(&server.search(fixture("print_b.gif"))), b_id);
+}
+
+#[test]
 fn a_second_process_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _server = Server::start(dir.path());
