@@ -113,6 +113,27 @@ struct Level {
 }
 
 impl Level {
+    /// The pixels within `radius` of (x, y) in both axes that have a gradient, as
+    /// (dx, dy, index).
+    fn window(
+        &self,
+        x: isize,
+        y: isize,
+        radius: isize,
+    ) -> impl Iterator<Item = (isize, isize, usize)> + '_ {
+        let (width, height) = (self.width as isize, self.height as isize);
+        (-radius..=radius)
+            .flat_map(move |dy| (-radius..=radius).map(move |dx| (dx, dy)))
+            .filter_map(move |(dx, dy)| {
+                let (xx, yy) = (x + dx, y + dy);
+                (xx >= 1 && yy >= 1 && xx < width - 1 && yy < height - 1).then_some((
+                    dx,
+                    dy,
+                    (yy * width + xx) as usize,
+                ))
+            })
+    }
+
     fn new(width: usize, height: usize, pixels: &[f32]) -> Level {
         let mut magnitude = vec![0.0; pixels.len()];
         let mut direction = vec![0.0; pixels.len()];
@@ -341,20 +362,10 @@ fn orientations(level: &Level, x: usize, y: usize, sigma: f32) -> Vec<f32> {
     let weight_sigma = 1.5 * sigma;
     let radius = (3.0 * weight_sigma).round() as isize;
     let mut histogram = [0f32; ORIENTATION_BINS];
-    for dy in -radius..=radius {
-        for dx in -radius..=radius {
-            let (xx, yy) = (x as isize + dx, y as isize + dy);
-            if xx < 1 || yy < 1 || xx >= level.width as isize - 1 || yy >= level.height as isize - 1
-            {
-                continue;
-            }
-            let i = yy as usize * level.width + xx as usize;
-            let weight =
-                (-((dx * dx + dy * dy) as f32) / (2.0 * weight_sigma * weight_sigma)).exp();
-            let bin =
-                (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
-            histogram[bin] += weight * level.magnitude[i];
-        }
+    for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
+        let weight = (-((dx * dx + dy * dy) as f32) / (2.0 * weight_sigma * weight_sigma)).exp();
+        let bin = (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
+        histogram[bin] += weight * level.magnitude[i];
     }
     // Smooth twice with a [1, 1, 1] window to steady the peaks.
     for _ in 0..2 {
@@ -398,27 +409,18 @@ fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor
     let radius = (half_width * std::f32::consts::SQRT_2).ceil() as isize;
     let (sin, cos) = angle.sin_cos();
     let mut bins = [0f32; DESCRIPTOR_LEN];
-    for dy in -radius..=radius {
-        for dx in -radius..=radius {
-            let (xx, yy) = (x as isize + dx, y as isize + dy);
-            if xx < 1 || yy < 1 || xx >= level.width as isize - 1 || yy >= level.height as isize - 1
-            {
-                continue;
-            }
-            let (fx, fy) = (dx as f32, dy as f32);
-            // Coordinates in the keypoint frame, in cells, centred on the grid.
-            let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-            let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-            if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
-                continue;
-            }
-            let i = yy as usize * level.width + xx as usize;
-            let weight =
-                (-(fx * fx + fy * fy) / (2.0 * half_width * half_width)).exp() * level.magnitude[i];
-            let relative =
-                (level.direction[i] - angle).rem_euclid(TAU) / TAU * DIRECTION_BINS as f32;
-            spread(&mut bins, u, v, relative, weight);
+    for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
+        let (fx, fy) = (dx as f32, dy as f32);
+        // Coordinates in the keypoint frame, in cells, centred on the grid.
+        let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+        let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+        if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
+            continue;
         }
+        let weight =
+            (-(fx * fx + fy * fy) / (2.0 * half_width * half_width)).exp() * level.magnitude[i];
+        let relative = (level.direction[i] - angle).rem_euclid(TAU) / TAU * DIRECTION_BINS as f32;
+        spread(&mut bins, u, v, relative, weight);
     }
     normalise_and_quantise(&mut bins)
 }
