@@ -423,7 +423,12 @@ fn bulk_import_is_resumable_and_survives_kill_9() {
         db.query_row("SELECT COUNT(*) FROM patterns", [], |r| r.get::<_, u64>(0))
             .ok()
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while registered_so_far().unwrap_or(0) < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import registered nothing in 120 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     first.kill().unwrap();
