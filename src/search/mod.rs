@@ -16,7 +16,8 @@ use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
 use crate::index::{Indexes, keypoint_owner};
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
 
-/// Score at and above which two prints are judged copies. See README "The copy verdict".
+/// Score at and above which two prints are judged copies. See README "Scores and the copy
+/// verdict" and docs/matching.md for how it was chosen.
 pub const DEFAULT_COPY_THRESHOLD: f32 = 0.45;
 /// The features of every registered print, by sequence number.
 pub type RegisteredFeatures = RwLock<HashMap<u64, Arc<FeatureSet>>>;
@@ -136,7 +137,8 @@ impl<'a> Query<'a> {
 const UNRELATED_HASH_DISTANCE: f32 = Hash256::BITS as f32 / 2.0;
 
 /// One hash signal: its similarity in [0, 1] and the query orientation that reaches it. A plain
-/// channel on either side is no evidence either way: similarity 0.
+/// channel on either side is no evidence either way: similarity 0. A single hash never fires
+/// alone; only the mean of both (the whole-print signal) is held against the threshold.
 fn hash_signal(
     name: &'static str,
     query: Option<&DihedralHashes>,
