@@ -149,6 +149,13 @@ impl<T: Element, D: Distance<T> + Default + Send + Sync> Graph<T, D> {
 
     /// Writes the graph to `dir` (replacing any earlier dump there) atomically.
     pub fn save(&self, dir: &Path, feature_version: u32) -> Result<()> {
+        if self.is_empty() {
+            // hnsw_rs cannot dump an empty graph; an absent dump is rebuilt, instantly, at start.
+            return match fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
+                _ => Ok(()),
+            };
+        }
         let staging = sibling(dir, "new");
         let retired = sibling(dir, "old");
         let _ = fs::remove_dir_all(&staging);
@@ -330,5 +337,13 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_empty_graph_saves_as_no_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors");
+        VectorIndex::new(8, 10, SHAPE).save(&path, 1).unwrap();
+        assert!(VectorIndex::load(&path, 1, 8, SHAPE).unwrap().is_none());
     }
 }
