@@ -104,6 +104,7 @@ fn rank_against_10k_prints(bencher: divan::Bencher) {
             &registry.queries[next],
             &registry.indexes,
             &registry.features,
+            |_| true,
             10,
             DEFAULT_COPY_THRESHOLD,
         )

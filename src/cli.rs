@@ -1,5 +1,5 @@
-//! The command line: `serve`, `import`, `search`, `compare`. Flags are parsed and checked here;
-//! the work is the engine's.
+//! The command line: `serve`, `import`, `search`, `compare`, `token`, `verify-proof`,
+//! `verify-log`. Flags are parsed and checked here; the work is the engine's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::engine::{Config, Engine, PatternMeta, analyze};
-use crate::registry::{Status, sha256_hex};
+use crate::ledger::{InclusionProof, LogKey};
+use crate::registry::{Registry, Role, Status, sha256_hex};
 use crate::search::DEFAULT_COPY_THRESHOLD;
 
 /// Image file extensions `import` picks up.
@@ -43,6 +44,10 @@ pub enum Command {
         /// Score at and above which a match is judged a copy.
         #[arg(long, default_value_t = DEFAULT_COPY_THRESHOLD)]
         copy_threshold: f32,
+        /// Let requests from this machine without a token act as admin (for trying huaxing
+        /// out; only with a loopback address).
+        #[arg(long)]
+        open: bool,
     },
     /// Register every image under a folder (resumable: files already registered are skipped).
     Import {
@@ -73,6 +78,43 @@ pub enum Command {
         #[arg(long, default_value_t = DEFAULT_COPY_THRESHOLD)]
         copy_threshold: f32,
     },
+    /// Manage API tokens (works while the service runs).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Verify a saved inclusion proof offline: entry, audit path, signed head, signature.
+    VerifyProof {
+        /// The JSON from `GET /api/v1/patterns/{id}/proof`.
+        file: PathBuf,
+        /// The log's public key (base64) as published; without it the key in the file is
+        /// used, which proves the proof is self-consistent but not whose log it is from.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Recompute the whole evidence log and fail on any changed, missing or reordered entry.
+    VerifyLog {
+        #[arg(long, default_value = "huaxing-data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        /// admin, clerk, court or merchant.
+        #[arg(long)]
+        role: String,
+        /// Who holds it; recorded in the log and the audit trail. Defaults to the role.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "huaxing-data")]
+        data: PathBuf,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, default_value = "huaxing-data")]
+        data: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -81,7 +123,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             addr,
             copy_threshold,
-        } => serve(&data, &addr, config(copy_threshold)?),
+            open,
+        } => serve(&data, &addr, config(copy_threshold)?, open),
         Command::Import {
             dir,
             data,
@@ -94,7 +137,110 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             b,
             copy_threshold,
         } => compare(&a, &b, config(copy_threshold)?),
+        Command::Token(TokenCommand::Create { role, name, data }) => {
+            let role: Role = role.parse()?;
+            let name = name.unwrap_or_else(|| role.as_str().to_string());
+            let secret = crate::registry::tokens::new_secret()?;
+            let info = open_registry(&data)?.create_token(&secret, &name, role)?;
+            eprintln!(
+                "created {} token {} named {:?}; it is shown only now:",
+                info.role.as_str(),
+                info.id,
+                info.name
+            );
+            println!("{secret}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::List { data }) => {
+            for token in open_registry(&data)?.tokens()? {
+                println!(
+                    "{:>4}  {:<8}  {}  {}",
+                    token.id,
+                    token.role.as_str(),
+                    token.created_at,
+                    token.name
+                );
+            }
+            Ok(())
+        }
+        Command::VerifyProof { file, key } => verify_proof(&file, key.as_deref()),
+        Command::VerifyLog { data } => verify_log(&data),
     }
+}
+
+/// The registry alone, without the engine's lock: token commands work beside a running
+/// service (SQLite serialises the writes).
+fn open_registry(data: &Path) -> anyhow::Result<Registry> {
+    if !data.join("registry.sqlite").exists() {
+        bail!(
+            "{} holds no registry (start `huaxing serve --data {}` once first)",
+            data.display(),
+            data.display()
+        );
+    }
+    let key = LogKey::load_or_create(&data.join("log-key"))?;
+    Ok(Registry::open(&data.join("registry.sqlite"), key)?)
+}
+
+fn verify_proof(file: &Path, key: Option<&str>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let proof: InclusionProof = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an inclusion proof", file.display()))?;
+    match proof.verify(key) {
+        Ok(verified) => {
+            let signed_at = chrono::DateTime::from_timestamp_millis(verified.signed_at as i64)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            println!(
+                "OK: entry {} ({:?} of pattern {} {}, {}) is in the log of {} entries signed at {signed_at}",
+                verified.entry.index,
+                verified.entry.kind,
+                verified.entry.pattern.registration_number,
+                verified.entry.pattern.id,
+                verified.entry.timestamp,
+                verified.tree_size,
+            );
+            if key.is_none() {
+                println!(
+                    "note: checked against the key in the file ({}); pass --key with the published key to know whose log this is",
+                    verified.public_key
+                );
+            }
+            Ok(())
+        }
+        Err(why) => bail!("the proof does not verify: {why}"),
+    }
+}
+
+fn verify_log(data: &Path) -> anyhow::Result<()> {
+    let path = data.join("registry.sqlite");
+    if !path.exists() {
+        bail!("{} holds no registry", data.display());
+    }
+    let connection =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let key_path = data.join("log-key");
+    if !key_path.exists() {
+        bail!("{} holds no log key", data.display());
+    }
+    let key = LogKey::load_or_create(&key_path)?;
+    let report = crate::registry::log::verify(&connection, &key.public_key())?;
+    if report.problems.is_empty() {
+        println!(
+            "OK: {} entries, {} signed heads, {} patterns; every entry, head and status agrees",
+            report.entries, report.heads, report.patterns
+        );
+        return Ok(());
+    }
+    for problem in &report.problems {
+        eprintln!("FAILED: {problem}");
+    }
+    bail!(
+        "the evidence log does not verify: {} problems in {} entries",
+        report.problems.len(),
+        report.entries
+    )
 }
 
 fn config(copy_threshold: f32) -> anyhow::Result<Config> {
@@ -104,20 +250,47 @@ fn config(copy_threshold: f32) -> anyhow::Result<Config> {
     Ok(Config { copy_threshold })
 }
 
-fn serve(data: &Path, addr: &str, config: Config) -> anyhow::Result<()> {
+fn serve(data: &Path, addr: &str, config: Config, open: bool) -> anyhow::Result<()> {
     let engine = Arc::new(Engine::open(data, config).context("cannot open the data directory")?);
+    ensure_admin_token(&engine)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        if open && !local.ip().is_loopback() {
+            bail!("--open is only allowed on a loopback address such as 127.0.0.1");
+        }
+        if open {
+            println!("open access: requests from this machine without a token act as admin");
+        }
         println!("huaxing listening on http://{local}");
         tracing::info!("listening on http://{local}, data in {}", data.display());
-        crate::api::serve(engine.clone(), listener).await?;
+        crate::api::serve(engine.clone(), listener, open).await?;
         anyhow::Ok(())
     })?;
     engine.save_index().context("cannot save the index")?;
+    Ok(())
+}
+
+/// `HUAXING_ADMIN_TOKEN` becomes an admin token (for automation); otherwise the first start
+/// makes one and prints it, once.
+fn ensure_admin_token(engine: &Engine) -> anyhow::Result<()> {
+    let registry = engine.registry();
+    match std::env::var("HUAXING_ADMIN_TOKEN") {
+        Ok(secret) if !secret.is_empty() => {
+            registry
+                .create_token(&secret, "admin (HUAXING_ADMIN_TOKEN)", Role::Admin)
+                .context("cannot use HUAXING_ADMIN_TOKEN")?;
+        }
+        _ if !registry.has_admin_token()? => {
+            let secret = crate::registry::tokens::new_secret()?;
+            registry.create_token(&secret, "admin", Role::Admin)?;
+            println!("admin token (shown only now; keep it): {secret}");
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -171,6 +344,7 @@ fn import(dir: &Path, data: &Path, owner: String, status: Status) -> anyhow::Res
                         .to_string_lossy()
                         .into_owned(),
                     status: Some(status),
+                    submitted_by: "import".into(),
                 };
                 let registration = engine.register(&bytes, meta)?;
                 if !registration.duplicates.is_empty() {
@@ -198,7 +372,7 @@ fn import(dir: &Path, data: &Path, owner: String, status: Status) -> anyhow::Res
     progress.finish();
     let failed = failed.into_inner().expect("failures lock");
     println!(
-        "imported {} new prints, {} already registered, {} failed; {} look like copies of registered prints",
+        "imported {} new prints, {} already registered, {} failed; {} look like copies of registered prints and wait for review",
         created.into_inner(),
         skipped.into_inner(),
         failed.len(),

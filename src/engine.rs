@@ -3,7 +3,7 @@
 //! and compare to the API and the CLI. Everything here is blocking; async callers use
 //! `spawn_blocking`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,9 @@ use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector, keypoint
 use crate::index::{
     Graph, GraphShape, Indexes, KEYPOINT_SHAPE, VECTOR_SHAPE, keypoint_items, keypoint_owner,
 };
+use crate::ledger::{LogEntry, LogKey};
 use crate::normalize::normalize;
+use crate::registry::audit::AuditLog;
 use crate::registry::{
     BlobStore, NewPattern, PatternRecord, Registry, Status, StoredFeatures, sha256_hex,
 };
@@ -91,7 +93,10 @@ pub struct PatternMeta {
     pub title: String,
     pub owner: String,
     pub reference: String,
+    /// `registered` (the default), `pre_registered` or `public_domain`.
     pub status: Option<Status>,
+    /// The token name of whoever submits it.
+    pub submitted_by: String,
 }
 
 /// A registered pattern found for a query.
@@ -101,6 +106,23 @@ pub struct Match {
     pub pattern: PatternRecord,
     #[serde(flatten)]
     pub comparison: Comparison,
+    /// Said of matches with a public-domain pattern, which nobody may claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+}
+
+/// What a court needs to trust a registration: the record, every log entry about it, and a
+/// proof that its registration entry is in the signed log.
+#[derive(Debug, Serialize)]
+pub struct Certificate {
+    pub pattern: PatternRecord,
+    /// The pattern id, derived from the decoded pixels (SHA-256, first 16 bytes, hex).
+    pub pixel_hash: String,
+    pub entries: Vec<LogEntry>,
+    pub proof: crate::ledger::InclusionProof,
+    /// Base64 Ed25519 key the service signs tree heads with.
+    pub public_key: String,
+    pub issued_at: String,
 }
 
 /// The outcome of a registration.
@@ -111,16 +133,20 @@ pub struct Registration {
     /// False when the same picture was already registered; `pattern` is then that record.
     #[serde(skip)]
     pub created: bool,
-    /// Registered patterns this one is judged a copy of, found before it was stored.
+    /// Published patterns this one is judged a copy of, found before it was stored. When
+    /// there are any, the pattern is held as `pending_review` until a clerk decides.
     pub duplicates: Vec<Match>,
 }
 
 pub struct Engine {
     data_dir: PathBuf,
     registry: Registry,
+    audit: AuditLog,
     blobs: BlobStore,
     indexes: Indexes,
     features: RegisteredFeatures,
+    /// Every pattern's status, so searches return only published patterns.
+    statuses: RwLock<HashMap<u64, Status>>,
     config: Config,
     /// Held for the engine's life: one process per data directory.
     _lock: File,
@@ -141,7 +167,10 @@ impl Engine {
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        let registry = Registry::open(&data_dir.join("registry.sqlite"))?;
+        let key = LogKey::load_or_create(&data_dir.join("log-key"))?;
+        let registry = Registry::open(&data_dir.join("registry.sqlite"), key)?;
+        let audit = AuditLog::open(&data_dir.join("audit.sqlite"))?;
+        let statuses = RwLock::new(registry.statuses()?.into_iter().collect());
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
         let features = current_features(&registry, &blobs)?;
         let index_dir = data_dir.join("index");
@@ -162,8 +191,10 @@ impl Engine {
         Ok(Engine {
             data_dir: data_dir.into(),
             registry,
+            audit,
             blobs,
             indexes,
+            statuses,
             features: RwLock::new(
                 features
                     .into_iter()
@@ -181,7 +212,8 @@ impl Engine {
     }
 
     /// Registers an upload. The same picture registered before answers with its existing
-    /// record; otherwise the new pattern is durably committed before this returns.
+    /// record; otherwise the new pattern is durably committed, with its log entry, before this
+    /// returns. A pattern judged a copy of a published one is held as `pending_review`.
     pub fn register(&self, bytes: &[u8], meta: PatternMeta) -> Result<Registration> {
         let analysis = analyze(bytes)?;
         if let Some(existing) = self.registry.find_by_id(&analysis.id)? {
@@ -196,22 +228,57 @@ impl Engine {
             .into_iter()
             .filter(|m| m.comparison.copy)
             .collect();
+        let requested = meta.status.unwrap_or(Status::Registered);
+        if !matches!(
+            requested,
+            Status::Registered | Status::PreRegistered | Status::PublicDomain
+        ) {
+            return Err(Error::bad_input(
+                "invalid_status",
+                "a new pattern is registered, pre_registered or public_domain",
+            ));
+        }
+        let (status, review_matches) = if duplicates.is_empty() {
+            (requested, None)
+        } else {
+            let held_for: Vec<serde_json::Value> = duplicates
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.pattern.id,
+                        "registration_number": m.pattern.registration_number,
+                        "title": m.pattern.title,
+                        "status": m.pattern.status,
+                        "score": m.comparison.score,
+                        "summary": m.comparison.explanation.summary,
+                    })
+                })
+                .collect();
+            let held_for = serde_json::Value::from(held_for).to_string();
+            (Status::PendingReview, Some(held_for))
+        };
         self.blobs.put(bytes)?;
         let new = NewPattern {
             id: analysis.id,
             title: meta.title,
             owner: meta.owner,
             reference: meta.reference,
-            status: meta.status.unwrap_or(Status::Registered),
+            status,
             sha256: analysis.sha256,
             media_type: analysis.media_type,
             width: analysis.width,
             height: analysis.height,
             feature_version: FEATURE_VERSION,
             features: analysis.features,
+            submitted_by: meta.submitted_by,
+            review_matches,
         };
         let (pattern, created) = self.registry.insert(&new)?;
         if created {
+            self.statuses
+                .write()
+                .expect("statuses lock")
+                .insert(pattern.seq, pattern.status);
             self.index(pattern.seq, new.features);
         }
         Ok(Registration {
@@ -219,6 +286,23 @@ impl Engine {
             created,
             duplicates: if created { duplicates } else { Vec::new() },
         })
+    }
+
+    /// A clerk's decision on a pattern: accept or reject a held registration, publish or
+    /// withdraw a pre-registration, file a pattern as public domain. Logged with its reason.
+    pub fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        reason: &str,
+        actor: &str,
+    ) -> Result<PatternRecord> {
+        let record = self.registry.set_status(id, status, reason, actor)?;
+        self.statuses
+            .write()
+            .expect("statuses lock")
+            .insert(record.seq, record.status);
+        Ok(record)
     }
 
     /// Adds a committed registration to the in-memory indexes. It is stored already, so a
@@ -238,12 +322,21 @@ impl Engine {
         Ok(self.registry.find_by_upload(sha256)?.is_some())
     }
 
-    /// The `k` registered patterns most similar to `query`, best first.
+    /// The `k` published patterns most similar to `query`, best first.
     pub fn search(&self, query: &FeatureSet, k: usize) -> Result<Vec<Match>> {
+        let published: HashSet<u64> = self
+            .statuses
+            .read()
+            .expect("statuses lock")
+            .iter()
+            .filter(|(_, status)| status.is_published())
+            .map(|(seq, _)| *seq)
+            .collect();
         let ranked = search::rank(
             query,
             &self.indexes,
             &self.features,
+            |seq| published.contains(&seq),
             k,
             self.config.copy_threshold,
         );
@@ -253,9 +346,12 @@ impl Engine {
                 let pattern = self.registry.find_by_seq(seq)?.ok_or_else(|| {
                     Error::Integrity(format!("indexed pattern {seq} is not in the registry"))
                 })?;
+                let note = (pattern.status == Status::PublicDomain)
+                    .then_some("public domain: not protectable");
                 Ok(Match {
                     pattern,
                     comparison,
+                    note,
                 })
             })
             .collect()
@@ -286,8 +382,37 @@ impl Engine {
             })
     }
 
-    pub fn list(&self, offset: u64, limit: u64) -> Result<Vec<PatternRecord>> {
-        self.registry.list(offset, limit)
+    /// The registry itself: records, the evidence log, tokens.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The registered pattern's upload as a PNG no larger than `max_side` on either side.
+    pub fn thumbnail(&self, id: &str, max_side: u32) -> Result<Vec<u8>> {
+        let (bytes, _) = self.image(id)?;
+        let decoded = decode(&bytes)?;
+        let small = image::DynamicImage::ImageRgb8(decoded.pixels).thumbnail(max_side, max_side);
+        let mut png = std::io::Cursor::new(Vec::new());
+        small
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| Error::Integrity(format!("cannot encode a thumbnail: {e}")))?;
+        Ok(png.into_inner())
+    }
+
+    pub fn certificate(&self, id: &str) -> Result<Certificate> {
+        let pattern = self.get(id)?;
+        Ok(Certificate {
+            entries: self.registry.entries_of(pattern.seq)?,
+            proof: self.registry.proof(id)?,
+            public_key: self.registry.public_key(),
+            pixel_hash: pattern.id.clone(),
+            issued_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            pattern,
+        })
     }
 
     /// The stored features of a registered pattern.

@@ -19,6 +19,9 @@ pub enum Error {
     /// The caller asked for something that does not exist.
     #[error("{what} not found")]
     NotFound { what: String },
+    /// The caller asked for a change the thing's current state does not allow.
+    #[error("{message}")]
+    Conflict { message: String },
     /// Another huaxing process holds the data directory.
     #[error(
         "data directory {} is in use by another huaxing process (stop it, or use its HTTP API)",
@@ -62,6 +65,7 @@ impl Error {
                 | Error::TooLarge { .. }
                 | Error::Unsupported { .. }
                 | Error::NotFound { .. }
+                | Error::Conflict { .. }
         )
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! The modules follow the data flow: an upload is decoded ([`decode`]), brought to a working
 //! resolution and colour space ([`normalize`]), described by a list of extractors
-//! ([`features`]), indexed ([`index`]) and stored ([`registry`]); [`search`] finds and scores
-//! candidates, [`engine`] ties those stages together, and [`api`] and [`cli`] are the edges.
+//! ([`features`]), indexed ([`index`]) and stored ([`registry`]), every change recorded in the
+//! signed evidence log ([`ledger`]); [`search`] finds and scores candidates, [`engine`] ties
+//! those stages together, [`report`] renders evidence for people, and [`api`] and [`cli`] are
+//! the edges.
 
 pub mod api;
 pub mod cli;
@@ -12,8 +14,10 @@ pub mod engine;
 pub mod error;
 pub mod features;
 pub mod index;
+pub mod ledger;
 pub mod normalize;
 pub mod registry;
+pub mod report;
 pub mod search;
 
 pub use engine::Engine;

@@ -2,6 +2,11 @@
 
 mod support;
 
+#[path = "service/access.rs"]
+mod access;
+#[path = "service/evidence.rs"]
+mod evidence;
+
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 use support::{Server, fixture, generated_print, huaxing, image_part, top_id};
@@ -42,11 +47,13 @@ fn clerk_registers_and_anyone_finds_the_print() {
         );
     }
 
-    // A JPEG copy is a new upload, registered with the original flagged as its duplicate.
+    // A JPEG copy is a new upload, stored with the original flagged as its duplicate and
+    // held for a clerk's review.
     let (status, copy) = server.register(fixture("print_a.jpg"), "Peony toss, JPEG");
     assert_eq!(status, 201);
     assert_eq!(copy["duplicates"][0]["id"], a_id.as_str());
     assert_eq!(copy["duplicates"][0]["copy"], true);
+    assert_eq!(copy["status"], "pending_review");
 
     let (status, record) = server.get(&format!("/api/v1/patterns/{a_id}"));
     assert_eq!(
@@ -282,6 +289,7 @@ fn bad_input_gets_a_clear_json_error_and_the_service_carries_on() {
     );
     let response = reqwest::blocking::Client::new()
         .post(format!("{}/api/v1/search", server.url))
+        .bearer_auth(support::ADMIN_TOKEN)
         .header("content-type", "application/json")
         .body("{}")
         .send()

@@ -11,20 +11,22 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::{AuditDetail, Caller};
 use super::error::ApiError;
 use super::form::{FormSpec, read_form};
 use crate::engine::{Engine, PatternMeta, analyze};
 use crate::features::FeatureSet;
+use crate::registry::{PatternRecord, Status, sha256_hex};
 
 /// Most results a search may ask for.
 const MAX_K: usize = 100;
 /// Most images in one batch search.
 pub const MAX_BATCH: usize = 64;
 
-type AppState = State<Arc<Engine>>;
+pub(super) type AppState = State<Arc<Engine>>;
 
 /// Runs blocking engine work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -38,22 +40,52 @@ pub async fn healthz(State(engine): AppState) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "ok", "patterns": patterns})))
 }
 
-pub async fn register(State(engine): AppState, multipart: Multipart) -> Result<Response, ApiError> {
+pub async fn register(
+    State(engine): AppState,
+    caller: Caller,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
     let spec = FormSpec {
         files: &["image"],
         texts: &["title", "owner", "reference", "status"],
         max_files: 1,
     };
     let form = read_form(multipart, &spec).await?;
+    let status = match form.text("status") {
+        None | Some("") => None,
+        Some(text) => Some(text.parse()?),
+    };
+    store(engine, &caller, form, status).await
+}
+
+/// A merchant's reservation of an unpublished, time-stamped entry for a design.
+pub async fn pre_register(
+    State(engine): AppState,
+    caller: Caller,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let spec = FormSpec {
+        files: &["image"],
+        texts: &["title", "owner", "reference"],
+        max_files: 1,
+    };
+    let form = read_form(multipart, &spec).await?;
+    store(engine, &caller, form, Some(Status::PreRegistered)).await
+}
+
+async fn store(
+    engine: Arc<Engine>,
+    caller: &Caller,
+    form: super::form::Form,
+    status: Option<Status>,
+) -> Result<Response, ApiError> {
     let bytes = form.required_file("image")?.to_vec();
     let meta = PatternMeta {
         title: form.text("title").unwrap_or_default().to_string(),
         owner: form.text("owner").unwrap_or_default().to_string(),
         reference: form.text("reference").unwrap_or_default().to_string(),
-        status: match form.text("status") {
-            None | Some("") => None,
-            Some(text) => Some(text.parse()?),
-        },
+        status,
+        submitted_by: caller.name.clone(),
     };
     let registration = blocking(move || engine.register(&bytes, meta)).await?;
     let status = if registration.created {
@@ -61,15 +93,27 @@ pub async fn register(State(engine): AppState, multipart: Multipart) -> Result<R
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(registration)).into_response())
+    let detail = format!(
+        "{} sha256 {} -> {}",
+        registration.pattern.id,
+        registration.pattern.sha256,
+        registration.pattern.status.as_str()
+    );
+    let mut body = serde_json::to_value(&registration).expect("registrations serialise");
+    if caller.is_merchant() {
+        redact_matches(&mut body["duplicates"]);
+    }
+    Ok(audited((status, Json(body)).into_response(), detail))
 }
 
 pub async fn get_pattern(
     State(engine): AppState,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = blocking(move || engine.get(&id)).await?;
-    Ok(Json(record).into_response())
+    let record = visible(&caller, record)?;
+    Ok(Json(view(&caller, &record)).into_response())
 }
 
 pub async fn get_image(
@@ -78,6 +122,24 @@ pub async fn get_image(
 ) -> Result<Response, ApiError> {
     let (bytes, media_type) = blocking(move || engine.image(&id)).await?;
     Ok(([(header::CONTENT_TYPE, media_type)], bytes).into_response())
+}
+
+/// A PNG no larger than this on either side: enough to recognise a print, too small to
+/// reprint it.
+const THUMBNAIL_SIDE: u32 = 256;
+
+pub async fn get_thumbnail(
+    State(engine): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let png = blocking(move || {
+        let record = engine.get(&id)?;
+        Ok((record, engine.thumbnail(&id, THUMBNAIL_SIDE)?))
+    })
+    .await
+    .and_then(|(record, png)| visible(&caller, record).map(|_| png))?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
 #[derive(Deserialize)]
@@ -92,25 +154,35 @@ fn default_limit() -> u64 {
     50
 }
 
+impl Page {
+    /// (offset, limit) once both are in range.
+    pub(super) fn checked(&self) -> Result<(u64, u64), ApiError> {
+        if self.limit == 0 || self.limit > 1000 {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "limit must be between 1 and 1000",
+            ));
+        }
+        if self.offset > i64::MAX as u64 {
+            return Err(ApiError::bad_request(
+                "invalid_offset",
+                "offset is too large",
+            ));
+        }
+        Ok((self.offset, self.limit))
+    }
+}
+
 pub async fn list_patterns(
     State(engine): AppState,
+    caller: Caller,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    if page.limit == 0 || page.limit > 1000 {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
-    if page.offset > i64::MAX as u64 {
-        return Err(ApiError::bad_request(
-            "invalid_offset",
-            "offset is too large",
-        ));
-    }
-    let (offset, limit) = (page.offset, page.limit);
+    let (offset, limit) = page.checked()?;
+    let visible_to = caller.is_merchant().then(|| caller.name.clone());
     let (patterns, total) =
-        blocking(move || Ok((engine.list(offset, limit)?, engine.count()?))).await?;
+        blocking(move || engine.registry().list(offset, limit, visible_to.as_deref())).await?;
+    let patterns: Vec<Value> = patterns.iter().map(|p| view(&caller, p)).collect();
     Ok(
         Json(json!({"patterns": patterns, "total": total, "offset": offset, "limit": limit}))
             .into_response(),
@@ -139,6 +211,7 @@ fn check_k(k: usize) -> Result<usize, ApiError> {
 
 pub async fn search(
     State(engine): AppState,
+    caller: Caller,
     Query(params): Query<SearchParams>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
@@ -152,14 +225,21 @@ pub async fn search(
     let form = read_form(multipart, &spec).await?;
     let k = check_k(params.k)?;
     let bytes = form.required_file("image")?.to_vec();
+    let detail = format!("sha256 {}", sha256_hex(&bytes));
     let started = Instant::now();
     let matches = blocking(move || engine.search(&analyze(&bytes)?.features, k)).await?;
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Json(json!({"matches": matches, "took_ms": took_ms})).into_response())
+    let mut matches = serde_json::to_value(matches).expect("matches serialise");
+    if caller.is_merchant() {
+        redact_matches(&mut matches);
+    }
+    let response = Json(json!({"matches": matches, "took_ms": took_ms})).into_response();
+    Ok(audited(response, detail))
 }
 
 pub async fn search_batch(
     State(engine): AppState,
+    caller: Caller,
     Query(params): Query<SearchParams>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
@@ -177,12 +257,19 @@ pub async fn search_batch(
         ));
     }
     let uploads: Vec<Vec<u8>> = form.files.into_iter().map(|(_, bytes)| bytes).collect();
+    let detail = format!("{} images", uploads.len());
     let started = Instant::now();
     let answers = blocking(move || Ok(engine.search_batch(&uploads, k))).await?;
     let results: Vec<Value> = answers
         .into_iter()
         .map(|answer| match answer {
-            Ok(matches) => json!({"matches": matches}),
+            Ok(matches) => {
+                let mut matches = serde_json::to_value(matches).expect("matches serialise");
+                if caller.is_merchant() {
+                    redact_matches(&mut matches);
+                }
+                json!({"matches": matches})
+            }
             Err(error) => {
                 let error = ApiError::from(error);
                 json!({"matches": [], "error": {"code": error.code, "message": error.message}})
@@ -190,7 +277,8 @@ pub async fn search_batch(
         })
         .collect();
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Json(json!({"results": results, "took_ms": took_ms})).into_response())
+    let response = Json(json!({"results": results, "took_ms": took_ms})).into_response();
+    Ok(audited(response, detail))
 }
 
 pub async fn compare(State(engine): AppState, multipart: Multipart) -> Result<Response, ApiError> {
@@ -245,4 +333,57 @@ impl Side {
             )),
         }
     }
+}
+
+/// Fields a merchant may see of a pattern or a match: no owner, no upload hash, no reference.
+const MERCHANT_FIELDS: &[&str] = &[
+    "id",
+    "registration_number",
+    "title",
+    "status",
+    "registered_at",
+    "width",
+    "height",
+    "score",
+    "copy",
+    "explanation",
+    "note",
+];
+
+/// A record as this caller may see it.
+pub fn view(caller: &Caller, record: &PatternRecord) -> Value {
+    let mut value = serde_json::to_value(record).expect("records serialise");
+    if caller.is_merchant() {
+        keep_merchant_fields(&mut value);
+    }
+    value
+}
+
+/// Merchants see other people's patterns only once published.
+fn visible(caller: &Caller, record: PatternRecord) -> Result<PatternRecord, ApiError> {
+    if !caller.is_merchant() || record.status.is_published() || record.submitted_by == caller.name {
+        Ok(record)
+    } else {
+        Err(ApiError::from(crate::Error::NotFound {
+            what: format!("pattern {}", record.id),
+        }))
+    }
+}
+
+fn keep_merchant_fields(value: &mut Value) {
+    if let Value::Object(fields) = value {
+        fields.retain(|name, _| MERCHANT_FIELDS.contains(&name.as_str()));
+    }
+}
+
+fn redact_matches(matches: &mut Value) {
+    if let Value::Array(matches) = matches {
+        matches.iter_mut().for_each(keep_merchant_fields);
+    }
+}
+
+/// Attaches what the audit trail should say about this request beyond its route.
+pub fn audited(mut response: Response, detail: String) -> Response {
+    response.extensions_mut().insert(AuditDetail(detail));
+    response
 }

@@ -320,7 +320,8 @@ fn nearest_in_colour(
     by_colour[..k].iter().map(|(_, seq)| *seq).collect()
 }
 
-/// The `k` best registered prints for a query, best first, as (sequence number, comparison).
+/// The `k` best registered prints for a query among those `eligible` admits, best first, as
+/// (sequence number, comparison).
 ///
 /// `registered` is locked only for short reads, never while rayon runs: a rayon thread waiting
 /// on nested work may pick up another job that needs the write lock.
@@ -328,6 +329,7 @@ pub fn rank(
     features: &FeatureSet,
     indexes: &Indexes,
     registered: &RegisteredFeatures,
+    eligible: impl Fn(u64) -> bool,
     k: usize,
     copy_threshold: f32,
 ) -> Vec<(u64, Comparison)> {
@@ -357,6 +359,7 @@ pub fn rank(
         }
         candidates
             .into_iter()
+            .filter(|seq| eligible(*seq))
             .filter_map(|seq| Some((seq, registered.get(&seq)?.clone())))
             .collect()
     };

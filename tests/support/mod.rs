@@ -23,18 +23,35 @@ pub fn huaxing() -> Command {
     Command::new(env!("CARGO_BIN_EXE_huaxing"))
 }
 
-/// A running `huaxing serve`.
+/// The admin token every test server starts with (`HUAXING_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "hx_test_admin_0123456789abcdef";
+
+/// A running `huaxing serve`. Its helpers send the admin token unless told otherwise.
 pub struct Server {
     child: Child,
     pub url: String,
+    pub banner: Vec<String>,
     client: Client,
 }
 
 impl Server {
     pub fn start(data: &Path) -> Server {
-        let mut child = huaxing()
+        Server::start_with(data, &[], Some(ADMIN_TOKEN))
+    }
+
+    /// Starts with extra `serve` flags, and `HUAXING_ADMIN_TOKEN` set to `admin_token` (or
+    /// unset). What it printed before listening is kept in `banner`.
+    pub fn start_with(data: &Path, flags: &[&str], admin_token: Option<&str>) -> Server {
+        let mut command = huaxing();
+        command
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(flags)
+            .env_remove("HUAXING_ADMIN_TOKEN");
+        if let Some(token) = admin_token {
+            command.env("HUAXING_ADMIN_TOKEN", token);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -43,22 +60,40 @@ impl Server {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("huaxing listening on ") {
-                    let _ = sender.send(url.to_string());
-                }
+                let _ = sender.send(line);
             }
         });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(120))
-            .expect("server announces its address");
+        let mut banner = Vec::new();
+        let url = loop {
+            let line = receiver
+                .recv_timeout(Duration::from_secs(120))
+                .expect("server announces its address");
+            if let Some(url) = line.strip_prefix("huaxing listening on ") {
+                break url.to_string();
+            }
+            banner.push(line);
+        };
         Server {
             child,
             url,
+            banner,
             client: Client::builder()
                 .timeout(Duration::from_secs(120))
+                .default_headers(
+                    [(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {ADMIN_TOKEN}").parse().expect("header"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
                 .build()
                 .expect("client"),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown work at all, as in a crash or power cut.
@@ -113,6 +148,55 @@ impl Server {
         (status, response.json().expect("every answer is JSON"))
     }
 
+    /// A request as the holder of `token` (none: no Authorization header at all).
+    pub fn send_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> (u16, Vec<u8>) {
+        let client = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        let mut request = client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request = match body {
+            Some(Body::Form(form)) => request.multipart(form),
+            Some(Body::Json(json)) => request.json(&json),
+            None => request,
+        };
+        let response = request.send().expect("request");
+        (
+            response.status().as_u16(),
+            response.bytes().expect("body").to_vec(),
+        )
+    }
+
+    /// Creates a token with this role and returns its secret.
+    pub fn token(&self, role: &str, name: &str) -> String {
+        let (status, body) = self.post_json(
+            "/api/v1/tokens",
+            serde_json::json!({"role": role, "name": name}),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    pub fn post_json(&self, path: &str, json: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(&json)
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().expect("every answer is JSON"))
+    }
+
     pub fn register(&self, image: Vec<u8>, title: &str) -> (u16, Value) {
         let form = multipart::Form::new()
             .part("image", image_part(image))
@@ -144,6 +228,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A request body.
+pub enum Body {
+    Form(multipart::Form),
+    Json(Value),
 }
 
 pub fn image_part(bytes: Vec<u8>) -> multipart::Part {
