@@ -105,6 +105,7 @@ fn rank_against_10k_prints(bencher: divan::Bencher) {
             &registry.indexes,
             &registry.features,
             |_| true,
+            None,
             10,
             DEFAULT_COPY_THRESHOLD,
         )

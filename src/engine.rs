@@ -324,6 +324,16 @@ impl Engine {
 
     /// The `k` published patterns most similar to `query`, best first.
     pub fn search(&self, query: &FeatureSet, k: usize) -> Result<Vec<Match>> {
+        self.rank(query, None, k)
+    }
+
+    /// The `k` published patterns most similar to a registered one, itself left out.
+    pub fn similar_to(&self, id: &str, k: usize) -> Result<Vec<Match>> {
+        let seq = self.get(id)?.seq;
+        self.rank(&*self.features_of(id)?, Some(seq), k)
+    }
+
+    fn rank(&self, query: &FeatureSet, itself: Option<u64>, k: usize) -> Result<Vec<Match>> {
         let published: HashSet<u64> = self
             .statuses
             .read()
@@ -337,6 +347,7 @@ impl Engine {
             &self.indexes,
             &self.features,
             |seq| published.contains(&seq),
+            itself,
             k,
             self.config.copy_threshold,
         );
@@ -365,13 +376,23 @@ impl Engine {
             .collect()
     }
 
-    /// Scores two prints against each other, `a` as the query and `b` as the reference.
-    pub fn compare(&self, a: &FeatureSet, b: &FeatureSet) -> Comparison {
-        search::compare(
-            &Query::in_registry(a, &self.indexes),
+    /// Scores two prints against each other, `a` as the query and `b` as the reference;
+    /// `a_id` when `a` is a registered pattern.
+    pub fn compare(
+        &self,
+        a: &FeatureSet,
+        a_id: Option<&str>,
+        b: &FeatureSet,
+    ) -> Result<Comparison> {
+        let itself = match a_id {
+            Some(id) => Some(self.get(id)?.seq),
+            None => None,
+        };
+        Ok(search::compare(
+            &Query::in_registry(a, &self.indexes, itself),
             b,
             self.config.copy_threshold,
-        )
+        ))
     }
 
     pub fn get(&self, id: &str) -> Result<PatternRecord> {

@@ -4,8 +4,8 @@
 //! resolution and colour space ([`normalize`]), described by a list of extractors
 //! ([`features`]), indexed ([`index`]) and stored ([`registry`]), every change recorded in the
 //! signed evidence log ([`ledger`]); [`search`] finds and scores candidates, [`engine`] ties
-//! those stages together, [`report`] renders evidence for people, and [`api`] and [`cli`] are
-//! the edges.
+//! those stages together, [`report`] renders evidence for people, and [`api`], [`web`] (the
+//! pages) and [`cli`] are the edges.
 
 pub mod api;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod registry;
 pub mod report;
 pub mod search;
+pub mod web;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@ mod support;
 
 #[path = "service/access.rs"]
 mod access;
+#[path = "service/browser.rs"]
+mod browser;
 #[path = "service/evidence.rs"]
 mod evidence;
 

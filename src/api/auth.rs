@@ -152,13 +152,19 @@ pub async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let header = request.headers().get(header::AUTHORIZATION);
-    let token = header.map(|value| {
-        value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|token| token.trim().to_string())
-    });
+    let token = header
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|token| token.trim().to_string())
+        })
+        .or_else(|| {
+            // A signed-in browser: the cookie is HttpOnly and SameSite=Strict, so other sites
+            // can neither read it nor make the browser send it.
+            crate::web::cookie(request.headers(), crate::web::TOKEN_COOKIE).map(Some)
+        });
     match token {
         Some(Some(token)) => {
             let engine = policy.engine.clone();
@@ -219,7 +225,7 @@ pub async fn audit(State(engine): State<Arc<Engine>>, request: Request, next: Ne
     let target = format!("{method} {}", request.uri().path());
     let caller = request.extensions().get::<Caller>().cloned();
     let response = next.run(request).await;
-    if !route.starts_with("/api/") {
+    if !route.starts_with("/api/") && route != "/compare/report" {
         return response;
     }
     let record = AuditRecord {
@@ -253,7 +259,7 @@ fn action(method: &str, route: &str) -> &'static str {
         ("POST", "/api/v1/patterns") => "upload",
         ("POST", "/api/v1/pre-registrations") => "pre_registration",
         ("POST", "/api/v1/search" | "/api/v1/search/batch") => "search",
-        ("POST", "/api/v1/compare") => "compare",
+        ("POST", "/api/v1/compare") | (_, "/compare/report") => "compare",
         ("POST", "/api/v1/patterns/{id}/status") => "decision",
         ("GET", "/api/v1/patterns/{id}/image" | "/api/v1/patterns/{id}/thumbnail") => "image_view",
         (

@@ -60,15 +60,18 @@ impl IntoResponse for ApiError {
 }
 
 /// Gives the JSON error body to failures produced outside our handlers (unknown routes,
-/// wrong methods, the body-size limit, the timeout, extractor rejections).
+/// wrong methods, the body-size limit, the timeout, extractor rejections). Errors that are
+/// already JSON, or pages that explain themselves, pass as they are.
 pub async fn json_errors(request: axum::extract::Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let explained = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || explained {
         return response;
     }
     let (parts, body) = response.into_parts();

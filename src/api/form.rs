@@ -24,6 +24,8 @@ pub struct Form {
     /// (field name, bytes) in the order sent.
     pub files: Vec<(String, Vec<u8>)>,
     pub texts: HashMap<String, String>,
+    /// File field name → the file name the client gave, when it gave one.
+    pub file_names: HashMap<String, String>,
 }
 
 impl Form {
@@ -32,6 +34,10 @@ impl Form {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, bytes)| bytes.as_slice())
+    }
+
+    pub fn file_name(&self, name: &str) -> Option<&str> {
+        self.file_names.get(name).map(String::as_str)
     }
 
     pub fn text(&self, name: &str) -> Option<&str> {
@@ -53,6 +59,9 @@ pub async fn read_form(mut multipart: Multipart, spec: &FormSpec) -> Result<Form
     let mut form = Form::default();
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
+        if let Some(file_name) = field.file_name().filter(|f| !f.is_empty()) {
+            form.file_names.insert(name.clone(), file_name.to_string());
+        }
         let is_file = spec.files.contains(&name.as_str());
         if !is_file && !spec.texts.contains(&name.as_str()) {
             let mut accepted: Vec<&str> = spec.files.to_vec();

@@ -5,8 +5,9 @@ mod admin;
 pub mod auth;
 pub mod error;
 mod evidence;
-mod form;
+pub(crate) mod form;
 mod handlers;
+pub use handlers::view as view_record;
 mod review;
 
 use std::net::SocketAddr;
@@ -116,6 +117,7 @@ pub fn router(engine: Arc<Engine>, open_on_loopback: bool) -> Router {
             guard(Administer, delete(admin::delete_token)),
         )
         .route("/api/v1/audit", guard(Administer, get(admin::audit_trail)))
+        .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(
             engine.clone(),
             auth::audit,

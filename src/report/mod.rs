@@ -1,6 +1,8 @@
-//! Evidence rendered for people: the printable registration certificate. Templates are
-//! compiled into the binary and auto-escaped, so titles and owners typed by users cannot
-//! inject markup.
+//! Evidence rendered for people: the printable registration certificate and the court's
+//! comparison report. Templates are compiled into the binary and auto-escaped, so titles and
+//! owners typed by users cannot inject markup.
+
+pub mod comparison;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -15,7 +15,9 @@ use std::f32::consts::TAU;
 
 use serde::Serialize;
 
-use crate::features::keypoints::{Descriptor, LocalFeatures, mirror_descriptor, mirror_keypoint};
+use crate::features::keypoints::{
+    Descriptor, Keypoint, LocalFeatures, mirror_descriptor, mirror_keypoint,
+};
 use crate::index::descriptor_distance;
 
 /// Largest descriptor distance that counts as a match (descriptors have length 512).
@@ -36,6 +38,42 @@ pub struct MatchGroup {
     /// Reference size / query size.
     pub scale: f32,
     pub matches: usize,
+    /// Where the matched keypoints lie in the query and in the reference.
+    pub query_region: Region,
+    pub reference_region: Region,
+}
+
+/// A rectangle as fractions of an image's width and height, so it applies to the upload at
+/// any size.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl Region {
+    /// The box around keypoints, each padded by its own scale, clipped to the image.
+    fn around(points: impl Iterator<Item = Keypoint>, width: u32, height: u32) -> Region {
+        let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+        for p in points {
+            let pad = 2.0 * p.scale;
+            x0 = x0.min(p.x - pad);
+            y0 = y0.min(p.y - pad);
+            x1 = x1.max(p.x + pad);
+            y1 = y1.max(p.y + pad);
+        }
+        let (w, h) = (width.max(1) as f32, height.max(1) as f32);
+        let (x0, y0) = ((x0 / w).clamp(0.0, 1.0), (y0 / h).clamp(0.0, 1.0));
+        let (x1, y1) = ((x1 / w).clamp(0.0, 1.0), (y1 / h).clamp(0.0, 1.0));
+        Region {
+            x: x0,
+            y: y0,
+            width: (x1 - x0).max(0.0),
+            height: (y1 - y0).max(0.0),
+        }
+    }
 }
 
 /// What local features say about a pair of prints.
@@ -114,6 +152,8 @@ fn kinds_of(descriptors: &[Descriptor]) -> Vec<usize> {
 struct Match {
     /// Index of the query keypoint.
     index: usize,
+    /// Index of the reference keypoint.
+    reference_index: usize,
     mirrored: bool,
     rotation: f32,
     log2_scale: f32,
@@ -157,6 +197,7 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
             let reference = reference.keypoints[ri];
             Match {
                 index: qi,
+                reference_index: ri,
                 mirrored,
                 rotation: (reference.angle - query.angle).rem_euclid(TAU),
                 log2_scale: (reference.scale / query.scale).log2(),
@@ -164,7 +205,7 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
         })
         .collect();
     let descriptor_matches = matches.len();
-    let (groups, members) = group_by_transform(&matches);
+    let (groups, members) = group_by_transform(&matches, query.features, reference);
     let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
     for m in members.iter().map(|&i| &matches[i]) {
         let weight = query.weights[usize::from(m.mirrored)][m.index];
@@ -179,11 +220,51 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
     }
 }
 
+/// Radius of a region, as a share of the query's longer side: about one motif.
+const REGION_RADIUS: f32 = 0.15;
+
+/// The members of a group that lie close together on both sides, around the member with the
+/// most such neighbours. A group ignores translation, so in a repeating print it gathers the
+/// matches of every repeat of a motif; this picks one repeat to outline.
+fn densest_cluster(
+    members: &[usize],
+    matches: &[Match],
+    query: &LocalFeatures,
+    reference: &LocalFeatures,
+    scale: f32,
+) -> Vec<usize> {
+    let radius = REGION_RADIUS * query.width.max(query.height) as f32;
+    let near = |a: usize, b: usize| {
+        let distance = |p: Keypoint, q: Keypoint| (p.x - q.x).hypot(p.y - q.y);
+        let (ma, mb) = (&matches[a], &matches[b]);
+        distance(query.keypoints[ma.index], query.keypoints[mb.index]) <= radius
+            && distance(
+                reference.keypoints[ma.reference_index],
+                reference.keypoints[mb.reference_index],
+            ) <= radius * scale
+    };
+    members
+        .iter()
+        .map(|&centre| {
+            members
+                .iter()
+                .copied()
+                .filter(|&other| near(centre, other))
+                .collect::<Vec<usize>>()
+        })
+        .max_by_key(Vec::len)
+        .unwrap_or_default()
+}
+
 /// Greedy Hough grouping: each match votes for the two nearest turn bins and the two nearest
 /// scale bins; the fullest bin becomes a group and its matches leave the vote; repeat while a
 /// bin holds at least [`MIN_GROUP`] matches.
 /// Returns the groups and the indices of the matches in them.
-fn group_by_transform(matches: &[Match]) -> (Vec<MatchGroup>, Vec<usize>) {
+fn group_by_transform(
+    matches: &[Match],
+    query: &LocalFeatures,
+    reference: &LocalFeatures,
+) -> (Vec<MatchGroup>, Vec<usize>) {
     let bins_of = |m: &Match| {
         let r = m.rotation / ROTATION_BIN - 0.5;
         let s = m.log2_scale / LOG2_SCALE_BIN - 0.5;
@@ -220,11 +301,25 @@ fn group_by_transform(matches: &[Match]) -> (Vec<MatchGroup>, Vec<usize>) {
             cos += matches[i].rotation.cos();
             log_scale += matches[i].log2_scale;
         }
+        let degrees = sin.atan2(cos).to_degrees().round();
+        let scale = 2f32.powf(log_scale / n);
+        let core = densest_cluster(&members, matches, query, reference, scale);
         groups.push(MatchGroup {
             mirrored: matches[members[0]].mirrored,
-            rotation_degrees: sin.atan2(cos).rem_euclid(TAU).to_degrees(),
-            scale: 2f32.powf(log_scale / n),
+            rotation_degrees: degrees.rem_euclid(360.0),
+            scale,
             matches: members.len(),
+            query_region: Region::around(
+                core.iter().map(|&i| query.keypoints[matches[i].index]),
+                query.width,
+                query.height,
+            ),
+            reference_region: Region::around(
+                core.iter()
+                    .map(|&i| reference.keypoints[matches[i].reference_index]),
+                reference.width,
+                reference.height,
+            ),
         });
     }
     (groups, grouped)

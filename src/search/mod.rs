@@ -89,8 +89,9 @@ impl<'a> Query<'a> {
     }
 
     /// A query looked up in the keypoint index: keypoints common among registered prints
-    /// count for less, and the prints most keypoints land near become candidates.
-    pub fn in_registry(features: &'a FeatureSet, indexes: &Indexes) -> Self {
+    /// count for less, and the prints most keypoints land near become candidates. A query that
+    /// is itself registered (`itself`) does not count its own keypoints as common.
+    pub fn in_registry(features: &'a FeatureSet, indexes: &Indexes, itself: Option<u64>) -> Self {
         let mut descriptors = QueryDescriptors::new(&features.local);
         let lookups: Vec<&[u8; 128]> = features
             .local
@@ -107,6 +108,7 @@ impl<'a> Query<'a> {
                     .into_iter()
                     .filter(|hit| hit.distance < MATCH_DISTANCE)
                     .map(|hit| keypoint_owner(hit.id).0)
+                    .filter(|seq| Some(*seq) != itself)
                     .collect();
                 prints.sort_unstable();
                 prints.dedup();
@@ -321,7 +323,8 @@ fn nearest_in_colour(
 }
 
 /// The `k` best registered prints for a query among those `eligible` admits, best first, as
-/// (sequence number, comparison).
+/// (sequence number, comparison). `itself` is the query's own sequence number when it is a
+/// registered print.
 ///
 /// `registered` is locked only for short reads, never while rayon runs: a rayon thread waiting
 /// on nested work may pick up another job that needs the write lock.
@@ -330,10 +333,11 @@ pub fn rank(
     indexes: &Indexes,
     registered: &RegisteredFeatures,
     eligible: impl Fn(u64) -> bool,
+    itself: Option<u64>,
     k: usize,
     copy_threshold: f32,
 ) -> Vec<(u64, Comparison)> {
-    let query = Query::in_registry(features, indexes);
+    let query = Query::in_registry(features, indexes, itself);
     let wanted = k.max(CANDIDATES_PER_SIGNAL);
     let mut candidates = BTreeSet::new();
     for (index, hashes) in [
@@ -359,7 +363,7 @@ pub fn rank(
         }
         candidates
             .into_iter()
-            .filter(|seq| eligible(*seq))
+            .filter(|seq| eligible(*seq) && Some(*seq) != itself)
             .filter_map(|seq| Some((seq, registered.get(&seq)?.clone())))
             .collect()
     };

@@ -1,0 +1,337 @@
+//! The court's side-by-side comparison: both prints at one height, each matched region
+//! outlined in the same colour on both sides and joined by a line, the transform of each
+//! region, the inks of both prints as swatches, and the verdict in words. Rendered as a
+//! self-contained HTML page (images inlined) and as a PNG composite.
+
+use image::{Rgb, RgbImage, imageops};
+use serde::Serialize;
+
+use crate::features::colour::delta_e;
+use crate::normalize::srgb_to_lab;
+use crate::search::Comparison;
+use crate::search::local::Region;
+
+/// Height both prints are shown at.
+pub const SHOWN_HEIGHT: u32 = 360;
+/// Space between the two prints in the composite.
+pub const GAP: u32 = 24;
+/// Region colours, told apart easily and by most colour-blind readers (Okabe–Ito).
+pub const REGION_COLOURS: [[u8; 3]; 8] = [
+    [230, 159, 0],
+    [86, 180, 233],
+    [0, 158, 115],
+    [240, 228, 66],
+    [0, 114, 178],
+    [213, 94, 0],
+    [204, 121, 167],
+    [0, 0, 0],
+];
+/// Most regions drawn: beyond that the picture stops explaining anything.
+const MAX_REGIONS: usize = 8;
+
+/// One ink of a print and the share of the print it covers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ink {
+    pub hex: String,
+    pub share: f32,
+}
+
+/// One matched region as drawn: where on each side (in composite pixels) and how it moved.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrawnRegion {
+    pub colour: String,
+    pub a: PixelBox,
+    pub b: PixelBox,
+    pub rotation_degrees: f32,
+    pub scale: f32,
+    pub mirrored: bool,
+    pub matches: usize,
+    /// For the whole print matched as one (hash signals, no local groups): its orientation.
+    pub whole_print: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PixelBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl PixelBox {
+    fn centre(&self) -> (i64, i64) {
+        (
+            (self.x + self.width / 2) as i64,
+            (self.y + self.height / 2) as i64,
+        )
+    }
+}
+
+/// Both prints scaled to [`SHOWN_HEIGHT`] and where the regions fall on them.
+pub struct Layout {
+    pub a: RgbImage,
+    pub b: RgbImage,
+    /// Left edge of the second print in the composite.
+    pub b_left: u32,
+    pub width: u32,
+    pub regions: Vec<DrawnRegion>,
+}
+
+pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
+    let shown = |image: &RgbImage| {
+        let (w, h) = image.dimensions();
+        let width = ((w as f32 * SHOWN_HEIGHT as f32 / h.max(1) as f32).round() as u32).max(1);
+        imageops::resize(image, width, SHOWN_HEIGHT, imageops::FilterType::Triangle)
+    };
+    let (a, b) = (shown(a), shown(b));
+    let b_left = a.width() + GAP;
+    let place = |region: &Region, image: &RgbImage, left: u32| PixelBox {
+        x: left + (region.x * image.width() as f32) as u32,
+        y: (region.y * image.height() as f32) as u32,
+        width: ((region.width * image.width() as f32) as u32).max(2),
+        height: ((region.height * image.height() as f32) as u32).max(2),
+    };
+    let groups = &comparison.explanation.local.groups;
+    let mut regions: Vec<DrawnRegion> = groups
+        .iter()
+        .take(MAX_REGIONS)
+        .enumerate()
+        .map(|(i, group)| DrawnRegion {
+            colour: hex(REGION_COLOURS[i % REGION_COLOURS.len()]),
+            a: place(&group.query_region, &a, 0),
+            b: place(&group.reference_region, &b, b_left),
+            rotation_degrees: group.rotation_degrees,
+            scale: group.scale,
+            mirrored: group.mirrored,
+            matches: group.matches,
+            whole_print: None,
+        })
+        .collect();
+    let whole_print_fired = comparison
+        .explanation
+        .signals
+        .iter()
+        .any(|s| s.fired && s.name == "whole_print");
+    if regions.is_empty() && whole_print_fired {
+        let whole = Region {
+            x: 0.0,
+            y: 0.0,
+            width: 1.0,
+            height: 1.0,
+        };
+        regions.push(DrawnRegion {
+            colour: hex(REGION_COLOURS[0]),
+            a: place(&whole, &a, 0),
+            b: place(&whole, &b, b_left),
+            rotation_degrees: 0.0,
+            scale: 1.0,
+            mirrored: false,
+            matches: 0,
+            whole_print: Some(comparison.explanation.orientation.describe()),
+        });
+    }
+    Layout {
+        width: b_left + b.width(),
+        a,
+        b,
+        b_left,
+        regions,
+    }
+}
+
+/// The composite as PNG: both prints, the regions outlined, centres joined.
+pub fn composite_png(layout: &Layout) -> Vec<u8> {
+    let mut canvas = RgbImage::from_pixel(layout.width, SHOWN_HEIGHT, Rgb([255, 255, 255]));
+    imageops::replace(&mut canvas, &layout.a, 0, 0);
+    imageops::replace(&mut canvas, &layout.b, layout.b_left as i64, 0);
+    for region in &layout.regions {
+        let colour = Rgb(parse_hex(&region.colour));
+        for side in [region.a, region.b] {
+            outline(&mut canvas, side, colour);
+        }
+        let (from, to) = (region.a.centre(), region.b.centre());
+        for offset in -1..=1 {
+            line(
+                &mut canvas,
+                (from.0, from.1 + offset),
+                (to.0, to.1 + offset),
+                colour,
+            );
+        }
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    canvas
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("encoding a PNG in memory cannot fail");
+    png.into_inner()
+}
+
+pub fn png_of(image: &RgbImage) -> Vec<u8> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .expect("encoding a PNG in memory cannot fail");
+    png.into_inner()
+}
+
+/// A rectangle three pixels thick.
+fn outline(canvas: &mut RgbImage, area: PixelBox, colour: Rgb<u8>) {
+    let (w, h) = canvas.dimensions();
+    let (x0, y0) = (area.x.min(w - 1), area.y.min(h - 1));
+    let (x1, y1) = (
+        (area.x + area.width).min(w - 1),
+        (area.y + area.height).min(h - 1),
+    );
+    for t in 0..3 {
+        for x in x0..=x1 {
+            canvas.put_pixel(x, (y0 + t).min(h - 1), colour);
+            canvas.put_pixel(x, y1.saturating_sub(t), colour);
+        }
+        for y in y0..=y1 {
+            canvas.put_pixel((x0 + t).min(w - 1), y, colour);
+            canvas.put_pixel(x1.saturating_sub(t), y, colour);
+        }
+    }
+}
+
+/// Bresenham's line, clipped to the canvas.
+fn line(canvas: &mut RgbImage, from: (i64, i64), to: (i64, i64), colour: Rgb<u8>) {
+    let (w, h) = (canvas.width() as i64, canvas.height() as i64);
+    let (mut x, mut y) = from;
+    let (dx, dy) = ((to.0 - x).abs(), -(to.1 - y).abs());
+    let (sx, sy) = (if x < to.0 { 1 } else { -1 }, if y < to.1 { 1 } else { -1 });
+    let mut error = dx + dy;
+    loop {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            canvas.put_pixel(x as u32, y as u32, colour);
+        }
+        if (x, y) == to {
+            break;
+        }
+        let doubled = 2 * error;
+        if doubled >= dy {
+            error += dy;
+            x += sx;
+        }
+        if doubled <= dx {
+            error += dx;
+            y += sy;
+        }
+    }
+}
+
+/// The main inks of a print, largest share first: colours binned coarsely, then bins closer
+/// than a just-visible difference (ΔE 12) merged, and inks under 2% dropped.
+pub fn palette(image: &RgbImage) -> Vec<Ink> {
+    let small = imageops::thumbnail(image, 64, 64);
+    let mut bins: Vec<([f32; 3], f32)> = vec![([0.0; 3], 0.0); 64];
+    for pixel in small.pixels() {
+        let [r, g, b] = pixel.0;
+        let bin = (r as usize >> 6) * 16 + (g as usize >> 6) * 4 + (b as usize >> 6);
+        let lab = srgb_to_lab(pixel.0);
+        let (sum, count) = &mut bins[bin];
+        for c in 0..3 {
+            sum[c] += lab[c];
+        }
+        *count += 1.0;
+    }
+    let total = (small.width() * small.height()).max(1) as f32;
+    let mut inks: Vec<([f32; 3], f32)> = bins
+        .into_iter()
+        .filter(|(_, count)| *count > 0.0)
+        .map(|(sum, count)| (sum.map(|s| s / count), count))
+        .collect();
+    inks.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut merged: Vec<([f32; 3], f32)> = Vec::new();
+    for (lab, count) in inks {
+        match merged.iter_mut().find(|(m, _)| delta_e(*m, lab) < 12.0) {
+            Some((m, n)) => {
+                for c in 0..3 {
+                    m[c] = (m[c] * *n + lab[c] * count) / (*n + count);
+                }
+                *n += count;
+            }
+            None => merged.push((lab, count)),
+        }
+    }
+    merged.sort_by(|a, b| b.1.total_cmp(&a.1));
+    merged
+        .into_iter()
+        .filter(|(_, count)| count / total >= 0.02)
+        .take(6)
+        .map(|(lab, count)| Ink {
+            hex: hex(lab_to_srgb(lab)),
+            share: count / total,
+        })
+        .collect()
+}
+
+fn hex([r, g, b]: [u8; 3]) -> String {
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+fn parse_hex(text: &str) -> [u8; 3] {
+    let channel = |i: usize| u8::from_str_radix(&text[1 + 2 * i..3 + 2 * i], 16).unwrap_or(0);
+    [channel(0), channel(1), channel(2)]
+}
+
+/// CIELAB (D65) back to 8-bit sRGB, for showing an ink.
+fn lab_to_srgb([l, a, b]: [f32; 3]) -> [u8; 3] {
+    let fy = (l + 16.0) / 116.0;
+    let (fx, fz) = (fy + a / 500.0, fy - b / 200.0);
+    let inverse = |t: f32| {
+        if t > 6.0 / 29.0 {
+            t * t * t
+        } else {
+            3.0 * (6.0f32 / 29.0).powi(2) * (t - 4.0 / 29.0)
+        }
+    };
+    let (x, y, z) = (0.95047 * inverse(fx), inverse(fy), 1.08883 * inverse(fz));
+    let linear = [
+        3.2406 * x - 1.5372 * y - 0.4986 * z,
+        -0.9689 * x + 1.8758 * y + 0.0415 * z,
+        0.0557 * x - 0.2040 * y + 1.0570 * z,
+    ];
+    linear.map(|c| {
+        let c = c.clamp(0.0, 1.0);
+        let encoded = if c <= 0.003_130_8 {
+            12.92 * c
+        } else {
+            1.055 * c.powf(1.0 / 2.4) - 0.055
+        };
+        (encoded * 255.0).round() as u8
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_two_ink_print_has_two_inks_in_proportion() {
+        let mut image = RgbImage::from_pixel(100, 100, Rgb([250, 240, 220]));
+        for y in 0..25 {
+            for x in 0..100 {
+                image.put_pixel(x, y, Rgb([180, 20, 40]));
+            }
+        }
+        let inks = palette(&image);
+        assert_eq!(inks.len(), 2);
+        assert!((inks[0].share - 0.75).abs() < 0.02 && (inks[1].share - 0.25).abs() < 0.02);
+        let [r, g, b] = parse_hex(&inks[1].hex);
+        assert!(r > 150 && g < 60 && b < 70, "{}", inks[1].hex);
+    }
+
+    #[test]
+    fn lab_round_trips_to_srgb() {
+        for rgb in [[0, 0, 0], [255, 255, 255], [180, 20, 40], [20, 120, 200]] {
+            let back = lab_to_srgb(srgb_to_lab(rgb));
+            for c in 0..3 {
+                assert!(
+                    (back[c] as i32 - rgb[c] as i32).abs() <= 2,
+                    "{rgb:?} -> {back:?}"
+                );
+            }
+        }
+    }
+}
