@@ -1,5 +1,5 @@
 //! The command line: `serve`, `import`, `search`, `compare`, `token`, `verify-proof`,
-//! `verify-log`. Flags are parsed and checked here; the work is the engine's.
+//! `verify-log`, `stats`. Flags are parsed and checked here; the work is the engine's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,6 +95,11 @@ pub enum Command {
         #[arg(long, default_value = "huaxing-data")]
         data: PathBuf,
     },
+    /// Bytes per registered print: on disk by part, and stored features by signal.
+    Stats {
+        #[arg(long, default_value = "huaxing-data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +170,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::VerifyProof { file, key } => verify_proof(&file, key.as_deref()),
         Command::VerifyLog { data } => verify_log(&data),
+        Command::Stats { data } => {
+            if !data.join("registry.sqlite").exists() {
+                bail!("{} holds no registry", data.display());
+            }
+            print!("{}", crate::stats::of_data_dir(&data)?);
+            Ok(())
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod normalize;
 pub mod registry;
 pub mod report;
 pub mod search;
+pub mod stats;
 pub mod web;
 
 pub use engine::Engine;

@@ -55,16 +55,34 @@ impl Hash256 {
     }
 }
 
+/// Hex for people (JSON), 32 raw bytes for storage.
 impl Serialize for Hash256 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            let bytes: Vec<u8> = self.0.iter().flat_map(|w| w.to_le_bytes()).collect();
+            serializer.serialize_bytes(&bytes)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Hash256 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Hash256::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            return Hash256::from_hex(&text)
+                .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"));
+        }
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        if bytes.len() != 32 {
+            return Err(serde::de::Error::custom("expected 32 bytes"));
+        }
+        let mut words = [0u64; 4];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        Ok(Hash256(words))
     }
 }
 

@@ -45,8 +45,8 @@ pub type Descriptor = [u8; DESCRIPTOR_LEN];
 pub struct LocalFeatures {
     pub keypoints: Vec<Keypoint>,
     #[serde(
-        serialize_with = "descriptors_to_hex",
-        deserialize_with = "descriptors_from_hex"
+        serialize_with = "serialize_descriptors",
+        deserialize_with = "deserialize_descriptors"
     )]
     pub descriptors: Vec<Descriptor>,
     /// Size of the working image the coordinates refer to.
@@ -54,18 +54,27 @@ pub struct LocalFeatures {
     pub height: u32,
 }
 
-fn descriptors_to_hex<S: Serializer>(
+/// Hex for people (JSON), raw bytes for storage.
+fn serialize_descriptors<S: Serializer>(
     descriptors: &[Descriptor],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&hex::encode(descriptors.concat()))
+    let bytes = descriptors.concat();
+    if serializer.is_human_readable() {
+        serializer.serialize_str(&hex::encode(bytes))
+    } else {
+        serializer.serialize_bytes(&bytes)
+    }
 }
 
-fn descriptors_from_hex<'de, D: Deserializer<'de>>(
+fn deserialize_descriptors<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<Descriptor>, D::Error> {
-    let bytes =
-        hex::decode(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+    let bytes = if deserializer.is_human_readable() {
+        hex::decode(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)?
+    } else {
+        serde_bytes::ByteBuf::deserialize(deserializer)?.into_vec()
+    };
     if bytes.len() % DESCRIPTOR_LEN != 0 {
         return Err(serde::de::Error::custom(
             "descriptor bytes are not a whole number of descriptors",
