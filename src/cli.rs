@@ -109,7 +109,8 @@ pub enum TokenCommand {
         /// admin, clerk, court or merchant.
         #[arg(long)]
         role: String,
-        /// Who holds it; recorded in the log and the audit trail. Defaults to the role.
+        /// Who holds it, unique; recorded in the log and the audit trail. Defaults to the role
+        /// (so a second token of a role needs a name).
         #[arg(long)]
         name: Option<String>,
         #[arg(long, default_value = "huaxing-data")]
@@ -190,8 +191,10 @@ fn open_registry(data: &Path) -> anyhow::Result<Registry> {
             data.display()
         );
     }
-    let key = LogKey::load_or_create(&data.join("log-key"))?;
-    Ok(Registry::open(&data.join("registry.sqlite"), key)?)
+    Ok(Registry::open(
+        &data.join("registry.sqlite"),
+        &data.join("log-key"),
+    )?)
 }
 
 fn verify_proof(file: &Path, key: Option<&str>) -> anyhow::Result<()> {
@@ -292,8 +295,13 @@ fn ensure_admin_token(engine: &Engine) -> anyhow::Result<()> {
     let registry = engine.registry();
     match std::env::var("HUAXING_ADMIN_TOKEN") {
         Ok(secret) if !secret.is_empty() => {
+            // Named by its hash, so a changed variable makes a new token, not a name clash.
+            let name = format!(
+                "admin (HUAXING_ADMIN_TOKEN {})",
+                &sha256_hex(secret.as_bytes())[..8]
+            );
             registry
-                .create_token(&secret, "admin (HUAXING_ADMIN_TOKEN)", Role::Admin)
+                .create_token(&secret, &name, Role::Admin)
                 .context("cannot use HUAXING_ADMIN_TOKEN")?;
         }
         _ if !registry.has_admin_token()? => {

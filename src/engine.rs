@@ -20,7 +20,7 @@ use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector, keypoint
 use crate::index::{
     Graph, GraphShape, Indexes, KEYPOINT_SHAPE, VECTOR_SHAPE, keypoint_items, keypoint_owner,
 };
-use crate::ledger::{LogEntry, LogKey};
+use crate::ledger::LogEntry;
 use crate::normalize::normalize;
 use crate::registry::audit::AuditLog;
 use crate::registry::{
@@ -167,8 +167,8 @@ impl Engine {
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        let key = LogKey::load_or_create(&data_dir.join("log-key"))?;
-        let registry = Registry::open(&data_dir.join("registry.sqlite"), key)?;
+        let registry =
+            Registry::open(&data_dir.join("registry.sqlite"), &data_dir.join("log-key"))?;
         let audit = AuditLog::open(&data_dir.join("audit.sqlite"))?;
         let statuses = RwLock::new(registry.statuses()?.into_iter().collect());
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
@@ -273,12 +273,15 @@ impl Engine {
             submitted_by: meta.submitted_by,
             review_matches,
         };
+        // The status map is written under its lock together with the commit, so a decision
+        // made meanwhile cannot be overwritten by an older status.
+        let mut statuses = self.statuses.write().expect("statuses lock");
         let (pattern, created) = self.registry.insert(&new)?;
         if created {
-            self.statuses
-                .write()
-                .expect("statuses lock")
-                .insert(pattern.seq, pattern.status);
+            statuses.insert(pattern.seq, pattern.status);
+        }
+        drop(statuses);
+        if created {
             self.index(pattern.seq, new.features);
         }
         Ok(Registration {
@@ -297,11 +300,9 @@ impl Engine {
         reason: &str,
         actor: &str,
     ) -> Result<PatternRecord> {
+        let mut statuses = self.statuses.write().expect("statuses lock");
         let record = self.registry.set_status(id, status, reason, actor)?;
-        self.statuses
-            .write()
-            .expect("statuses lock")
-            .insert(record.seq, record.status);
+        statuses.insert(record.seq, record.status);
         Ok(record)
     }
 

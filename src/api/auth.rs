@@ -151,20 +151,27 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request.headers().get(header::AUTHORIZATION);
-    let token = header
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|token| token.trim().to_string())
-        })
-        .or_else(|| {
-            // A signed-in browser: the cookie is HttpOnly and SameSite=Strict, so other sites
-            // can neither read it nor make the browser send it.
-            crate::web::cookie(request.headers(), crate::web::TOKEN_COOKIE).map(Some)
-        });
+    let bearer = request.headers().get(header::AUTHORIZATION).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|token| token.trim().to_string())
+    });
+    // A signed-in browser: the cookie is HttpOnly and SameSite=Strict; on top of that, a
+    // request that changes something must come from a page of this site.
+    let cookie = crate::web::cookie(request.headers(), crate::web::TOKEN_COOKIE);
+    let changes_something = !request.method().is_safe();
+    let token = match (bearer, cookie) {
+        (Some(bearer), _) => Some(bearer),
+        (None, Some(_)) if changes_something && !same_origin(request.headers()) => {
+            request.extensions_mut().insert(BadToken(
+                "cross-site request refused: send it from this site's pages",
+            ));
+            return Ok(next.run(request).await);
+        }
+        (None, cookie) => cookie.map(Some),
+    };
     match token {
         Some(Some(token)) => {
             let engine = policy.engine.clone();
@@ -191,7 +198,7 @@ pub async fn authenticate(
                 .extensions_mut()
                 .insert(BadToken("the Authorization header must be `Bearer TOKEN`"));
         }
-        None if policy.open_on_loopback && peer(&request).is_some_and(|a| a.ip().is_loopback()) => {
+        None if policy.open_on_loopback && is_local(&request) => {
             request.extensions_mut().insert(Caller {
                 name: "open-access".into(),
                 role: Role::Admin,
@@ -200,6 +207,44 @@ pub async fn authenticate(
         None => {}
     }
     Ok(next.run(request).await)
+}
+
+/// Open access is for a person on this machine: the connection comes from loopback, the
+/// `Host` names loopback (a page on another site that rebinds its name to 127.0.0.1 still
+/// sends its own name), and a browser's `Origin`, when sent, is this site.
+fn is_local(request: &Request) -> bool {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback_name = name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    peer(request).is_some_and(|a| a.ip().is_loopback())
+        && loopback_name
+        && (request.headers().get(header::ORIGIN).is_none() || same_origin(request.headers()))
+}
+
+/// Whether the browser says the request comes from a page of this site: its `Origin` (or,
+/// without one, its `Referer`) names the host the request was sent to.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    source
+        .and_then(|s| s.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
 fn peer(request: &Request) -> Option<SocketAddr> {

@@ -99,10 +99,25 @@ async fn store(
         registration.pattern.sha256,
         registration.pattern.status.as_str()
     );
-    let mut body = serde_json::to_value(&registration).expect("registrations serialise");
-    if caller.is_merchant() {
-        redact_matches(&mut body["duplicates"]);
-    }
+    let body = if caller.is_merchant() {
+        // A merchant learns nothing of a picture someone else registered: not its owner,
+        // not even that an unpublished draft of it exists.
+        if !registration.created {
+            visible(caller, registration.pattern.clone()).map_err(|_| {
+                ApiError::from(crate::Error::Conflict {
+                    message: "this picture is already registered by someone else".into(),
+                })
+            })?;
+        }
+        let mut body = view(caller, &registration.pattern);
+        let mut duplicates =
+            serde_json::to_value(&registration.duplicates).expect("matches serialise");
+        redact_matches(&mut duplicates);
+        body["duplicates"] = duplicates;
+        body
+    } else {
+        serde_json::to_value(&registration).expect("registrations serialise")
+    };
     Ok(audited((status, Json(body)).into_response(), detail))
 }
 

@@ -180,6 +180,10 @@ pub struct LogReport {
 /// registration entry and the status its last entry gives.
 pub fn verify(connection: &Connection, public_key: &str) -> Result<LogReport> {
     ledger::decode_public_key(public_key).map_err(Error::Integrity)?;
+    // One read transaction: heads, entries and patterns from the same moment, even while the
+    // service keeps registering.
+    let snapshot = connection.unchecked_transaction()?;
+    let connection: &Connection = &snapshot;
     let mut report = LogReport::default();
     let mut heads = connection.prepare(
         "SELECT tree_size, root_hash, timestamp, signature FROM log_heads ORDER BY tree_size",
@@ -193,7 +197,7 @@ pub fn verify(connection: &Connection, public_key: &str) -> Result<LogReport> {
         .prepare("SELECT leaf_index, seq, entry, leaf_hash FROM log_entries ORDER BY leaf_index")?;
     let mut rows = statement.query([])?;
     let mut frontier = Frontier::default();
-    let mut last_status: std::collections::HashMap<u64, (String, String)> = Default::default();
+    let mut last_logged: std::collections::HashMap<u64, ledger::EntryPattern> = Default::default();
     let mut expected_index = 0u64;
     let mut roots_broken = 0u64;
     while let Some(row) = rows.next()? {
@@ -220,7 +224,7 @@ pub fn verify(connection: &Connection, public_key: &str) -> Result<LogReport> {
                 entry.index
             )),
             Ok(entry) => {
-                last_status.insert(seq, (entry.pattern.id, entry.pattern.status));
+                last_logged.insert(seq, entry.pattern);
             }
             Err(e) => report.problems.push(format!("entry {index}: {e}")),
         }
@@ -266,22 +270,49 @@ pub fn verify(connection: &Connection, public_key: &str) -> Result<LogReport> {
             frontier.size()
         ));
     }
-    let mut patterns = connection.prepare("SELECT seq, id, status FROM patterns ORDER BY seq")?;
+    let mut patterns = connection.prepare(
+        "SELECT seq, id, title, owner, status, registered_at, sha256 FROM patterns ORDER BY seq",
+    )?;
     let mut rows = patterns.query([])?;
     while let Some(row) = rows.next()? {
-        let (seq, id, status): (u64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let seq: u64 = row.get(0)?;
+        let registered_at: String = row.get(5)?;
+        let registry = ledger::EntryPattern {
+            id: row.get(1)?,
+            registration_number: super::registration_number(seq, &registered_at),
+            sha256: row.get(6)?,
+            title: row.get(2)?,
+            owner: row.get(3)?,
+            status: row.get(4)?,
+        };
         report.patterns += 1;
-        match last_status.get(&seq) {
-            None => report
+        let Some(logged) = last_logged.get(&seq) else {
+            report
                 .problems
-                .push(format!("pattern {id} has no entry in the log")),
-            Some((logged_id, _)) if logged_id != &id => report.problems.push(format!(
-                "pattern {seq} is {id} in the registry but {logged_id} in the log"
-            )),
-            Some((_, logged)) if logged != &status => report.problems.push(format!(
-                "pattern {id} is {status} in the registry but {logged} in the log"
-            )),
-            Some(_) => {}
+                .push(format!("pattern {} has no entry in the log", registry.id));
+            continue;
+        };
+        let differ: Vec<&str> = [
+            ("id", logged.id == registry.id),
+            (
+                "registration number",
+                logged.registration_number == registry.registration_number,
+            ),
+            ("upload hash", logged.sha256 == registry.sha256),
+            ("title", logged.title == registry.title),
+            ("owner", logged.owner == registry.owner),
+            ("status", logged.status == registry.status),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(field, _)| field)
+        .collect();
+        if !differ.is_empty() {
+            report.problems.push(format!(
+                "pattern {} differs from its last log entry in: {}",
+                registry.id,
+                differ.join(", ")
+            ));
         }
     }
     Ok(report)

@@ -188,6 +188,9 @@ CREATE TABLE IF NOT EXISTS reviews (
 );
 ";
 
+/// Stored in SQLite's `user_version`: 1 = the evidence log exists.
+const SCHEMA_VERSION: u32 = 1;
+
 const COLUMNS: &str = "seq, id, title, owner, reference, status, registered_at, sha256, media_type, width, height, submitted_by";
 
 /// The patterns a viewer (the SQL parameter `{viewer}`) may see: every pattern when it is
@@ -199,7 +202,8 @@ fn visible_to_rule(viewer: &str) -> String {
 }
 
 impl Registry {
-    pub fn open(path: &Path, key: LogKey) -> Result<Registry> {
+    /// Opens the database at `path` with the log's signing key at `key_path`, made on first use.
+    pub fn open(path: &Path, key_path: &Path) -> Result<Registry> {
         let connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
@@ -214,11 +218,26 @@ impl Registry {
             "TEXT NOT NULL DEFAULT ''",
         )?;
         let tree = Tree::load(&connection)?;
+        if tree.size() > 0 && !key_path.exists() {
+            return Err(Error::Integrity(format!(
+                "the evidence log has {} entries but its signing key {} is missing: restore it \
+                 from a backup (a new key would leave every signed head unverifiable)",
+                tree.size(),
+                key_path.display()
+            )));
+        }
+        let key = LogKey::load_or_create(key_path)?;
+        let schema: u32 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let registry = Registry {
             inner: Mutex::new(Inner { connection, tree }),
             key,
         };
-        registry.log_unlogged_patterns()?;
+        if schema < SCHEMA_VERSION {
+            // Once, for registries made before the log: afterwards a pattern without its
+            // entry is a fault for `verify-log` to report, never something to paper over.
+            registry.log_unlogged_patterns()?;
+            registry.with(|c| c.pragma_update(None, "user_version", SCHEMA_VERSION))?;
+        }
         Ok(registry)
     }
 
@@ -458,38 +477,46 @@ impl Registry {
 
     /// Proof that a pattern's first entry (its registration) is in the log as it is now.
     pub fn proof(&self, id: &str) -> Result<InclusionProof> {
-        self.with_inner(|inner| {
+        // Read under the lock; hash outside it (the audit path costs O(n) at worst), so
+        // proofs never hold up registrations or token checks.
+        let (leaf_index, bytes, leaves, root, signed_head) = self.with_inner(|inner| {
             let pattern = find_by_id(&inner.connection, id)?.ok_or_else(|| Error::NotFound {
                 what: format!("pattern {id}"),
             })?;
             let leaf_index = log::first_entry_of(&inner.connection, pattern.seq)?
                 .ok_or_else(|| Error::Integrity(format!("pattern {id} has no log entry")))?;
             let bytes = log::entry_bytes(&inner.connection, leaf_index)?;
-            let tree_size = inner.tree.size();
-            let root = inner.tree.root();
-            let signed_head = match log::head_at(&inner.connection, tree_size, &self.key)? {
+            let (size, root) = (inner.tree.size(), inner.tree.root());
+            let signed_head = match log::head_at(&inner.connection, size, &self.key)? {
                 Some(head) => head,
-                None => self.key.sign(tree_size, &root, log::now_millis()),
+                None => self.key.sign(size, &root, log::now_millis()),
             };
-            Ok(InclusionProof {
-                entry: LogEntry::from_bytes(&bytes)?,
-                entry_bytes: encode_entry_bytes(&bytes),
+            Ok((
                 leaf_index,
-                tree_size,
-                audit_path: merkle::inclusion_path(leaf_index as usize, &inner.tree.leaves)
-                    .iter()
-                    .map(hex::encode)
-                    .collect(),
-                root_hash: hex::encode(root),
+                bytes,
+                inner.tree.leaves.clone(),
+                root,
                 signed_head,
-            })
+            ))
+        })?;
+        Ok(InclusionProof {
+            entry: LogEntry::from_bytes(&bytes)?,
+            entry_bytes: encode_entry_bytes(&bytes),
+            leaf_index,
+            tree_size: leaves.len() as u64,
+            audit_path: merkle::inclusion_path(leaf_index as usize, &leaves)
+                .iter()
+                .map(hex::encode)
+                .collect(),
+            root_hash: hex::encode(root),
+            signed_head,
         })
     }
 
     /// RFC 6962 consistency proof between the log at `first` and at `second` entries, with the
     /// roots of both.
     pub fn consistency(&self, first: u64, second: u64) -> Result<(Vec<Hash>, Hash, Hash)> {
-        self.with_inner(|inner| {
+        let leaves = self.with_inner(|inner| {
             let size = inner.tree.size();
             if first > second || second > size {
                 return Err(Error::bad_input(
@@ -497,13 +524,13 @@ impl Registry {
                     format!("need 0 ≤ first ≤ second ≤ {size} (the log's size)"),
                 ));
             }
-            let leaves = &inner.tree.leaves[..second as usize];
-            Ok((
-                merkle::consistency_proof(first as usize, leaves),
-                merkle::root(&leaves[..first as usize]),
-                merkle::root(leaves),
-            ))
-        })
+            Ok(inner.tree.leaves[..second as usize].to_vec())
+        })?;
+        Ok((
+            merkle::consistency_proof(first as usize, &leaves),
+            merkle::root(&leaves[..first as usize]),
+            merkle::root(&leaves),
+        ))
     }
 
     /// The stored bytes of every entry about a pattern, oldest first.
@@ -684,8 +711,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Registry {
-        let key = LogKey::load_or_create(&dir.join("log-key")).unwrap();
-        Registry::open(&dir.join("registry.sqlite"), key).unwrap()
+        Registry::open(&dir.join("registry.sqlite"), &dir.join("log-key")).unwrap()
     }
 
     fn verify(dir: &Path) -> log::LogReport {
@@ -810,6 +836,38 @@ mod tests {
         assert!(
             problems.iter().any(|p| p.contains("entries were removed")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_key_or_a_cut_log_is_refused_not_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = open(dir.path());
+        for id in ["a", "b"] {
+            registry.insert(&new_pattern(id)).unwrap();
+        }
+        drop(registry);
+        let connection = Connection::open(dir.path().join("registry.sqlite")).unwrap();
+        connection
+            .execute("DELETE FROM log_entries WHERE leaf_index = 1", [])
+            .unwrap();
+        open(dir.path());
+        let problems = verify(dir.path()).problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("pattern b has no entry")),
+            "a reopened registry must not log the cut entry anew: {problems:?}"
+        );
+        std::fs::remove_file(dir.path().join("log-key")).unwrap();
+        let refused = Registry::open(
+            &dir.path().join("registry.sqlite"),
+            &dir.path().join("log-key"),
+        );
+        assert!(matches!(refused, Err(Error::Integrity(_))));
+        assert!(
+            !dir.path().join("log-key").exists(),
+            "no stray new key is left behind"
         );
     }
 

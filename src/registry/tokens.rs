@@ -17,7 +17,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     role TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_name ON tokens(name);
 ";
+
+/// Names huaxing itself records as actors; no token may take them, or its holder would pass for
+/// the bulk import or open access (and see what those submitted).
+const RESERVED_NAMES: &[&str] = &["import", "open-access", "huaxing", "anonymous"];
 
 /// Who a caller is to huaxing. What each may do is decided in one place, `api::auth`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,13 +84,30 @@ fn hash(secret: &str) -> String {
     crate::registry::sha256_hex(secret.as_bytes())
 }
 
-/// Stores a token (its hash); storing the same secret again changes nothing.
+/// Stores a token (its hash); storing the same secret again changes nothing. Names are
+/// unique: a merchant sees what was submitted under its token's name.
 pub fn insert(connection: &Connection, secret: &str, name: &str, role: Role) -> Result<TokenInfo> {
     if secret.len() < 16 {
         return Err(Error::bad_input(
             "weak_token",
             "a token must be at least 16 characters",
         ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Error::bad_input(
+            "invalid_name",
+            format!("{name:?} is reserved; choose another token name"),
+        ));
+    }
+    let taken: Option<String> = connection
+        .query_row("SELECT hash FROM tokens WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if taken.is_some_and(|h| h != hash(secret)) {
+        return Err(Error::Conflict {
+            message: format!("a token named {name:?} exists; choose another name"),
+        });
     }
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     connection.execute(

@@ -11,8 +11,10 @@ use crate::normalize::srgb_to_lab;
 use crate::search::Comparison;
 use crate::search::local::Region;
 
-/// Height both prints are shown at.
+/// Each print is shown as large as fits this box: the same height for ordinary prints, and no
+/// huge canvas for a long thin one.
 pub const SHOWN_HEIGHT: u32 = 360;
+pub const SHOWN_WIDTH: u32 = 720;
 /// Space between the two prints in the composite.
 pub const GAP: u32 = 24;
 /// Region colours, told apart easily and by most colour-blind readers (Okabe–Ito).
@@ -67,21 +69,24 @@ impl PixelBox {
     }
 }
 
-/// Both prints scaled to [`SHOWN_HEIGHT`] and where the regions fall on them.
+/// Both prints scaled to fit the shown box, and where the regions fall on them.
 pub struct Layout {
     pub a: RgbImage,
     pub b: RgbImage,
     /// Left edge of the second print in the composite.
     pub b_left: u32,
     pub width: u32,
+    pub height: u32,
     pub regions: Vec<DrawnRegion>,
 }
 
 pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
     let shown = |image: &RgbImage| {
         let (w, h) = image.dimensions();
-        let width = ((w as f32 * SHOWN_HEIGHT as f32 / h.max(1) as f32).round() as u32).max(1);
-        imageops::resize(image, width, SHOWN_HEIGHT, imageops::FilterType::Triangle)
+        let (w, h) = (w.max(1) as f32, h.max(1) as f32);
+        let factor = (SHOWN_HEIGHT as f32 / h).min(SHOWN_WIDTH as f32 / w);
+        let size = |side: f32| ((side * factor).round() as u32).max(1);
+        imageops::resize(image, size(w), size(h), imageops::FilterType::Triangle)
     };
     let (a, b) = (shown(a), shown(b));
     let b_left = a.width() + GAP;
@@ -132,6 +137,7 @@ pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
     }
     Layout {
         width: b_left + b.width(),
+        height: a.height().max(b.height()),
         a,
         b,
         b_left,
@@ -141,7 +147,7 @@ pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
 
 /// The composite as PNG: both prints, the regions outlined, centres joined.
 pub fn composite_png(layout: &Layout) -> Vec<u8> {
-    let mut canvas = RgbImage::from_pixel(layout.width, SHOWN_HEIGHT, Rgb([255, 255, 255]));
+    let mut canvas = RgbImage::from_pixel(layout.width, layout.height, Rgb([255, 255, 255]));
     imageops::replace(&mut canvas, &layout.a, 0, 0);
     imageops::replace(&mut canvas, &layout.b, layout.b_left as i64, 0);
     for region in &layout.regions {
@@ -320,6 +326,21 @@ mod tests {
         assert!((inks[0].share - 0.75).abs() < 0.02 && (inks[1].share - 0.25).abs() < 0.02);
         let [r, g, b] = parse_hex(&inks[1].hex);
         assert!(r > 150 && g < 60 && b < 70, "{}", inks[1].hex);
+    }
+
+    #[test]
+    fn a_long_thin_print_is_shown_small_not_huge() {
+        let thin = RgbImage::from_pixel(20_000, 2, Rgb([10, 20, 30]));
+        let square = RgbImage::from_pixel(300, 300, Rgb([200, 20, 30]));
+        let comparison = crate::search::compare(
+            &crate::search::Query::alone(&crate::features::FeatureSet::default()),
+            &crate::features::FeatureSet::default(),
+            0.45,
+        );
+        let layout = layout(&thin, &square, &comparison);
+        assert!(layout.a.width() <= SHOWN_WIDTH && layout.a.height() >= 1);
+        assert!(layout.width <= 2 * SHOWN_WIDTH + GAP && layout.height <= SHOWN_HEIGHT);
+        assert!(!composite_png(&layout).is_empty());
     }
 
     #[test]

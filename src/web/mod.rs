@@ -317,8 +317,16 @@ struct SignIn {
 async fn sign_in(
     State(engine): State<Arc<Engine>>,
     page: Page,
+    headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Response {
+    // Another site must not sign a browser in under a token of its choosing.
+    if !crate::api::auth::same_origin(&headers) {
+        return page.message(
+            StatusCode::FORBIDDEN,
+            "sign in from this site's sign-in page",
+        );
+    }
     let token = form.token.trim().to_string();
     let lookup = token.clone();
     let found = tokio::task::spawn_blocking(move || engine.registry().find_token(&lookup)).await;
@@ -343,10 +351,17 @@ async fn sign_in(
     }
 }
 
-/// Only paths on this site: a sign-in link must not send the browser elsewhere.
+/// Only paths on this site: a sign-in link must not send the browser elsewhere. Browsers
+/// read `/\host` and paths with tabs or spaces as other sites, so only plain path characters
+/// pass.
 fn safe_next(next: Option<&str>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.?=&%".contains(c);
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") => path.to_string(),
+        Some(path)
+            if path.starts_with('/') && !path.starts_with("//") && path.chars().all(plain) =>
+        {
+            path.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -386,6 +401,12 @@ mod tests {
         assert_eq!(safe_next(Some("/desk")), "/desk");
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(
+            safe_next(Some("/patterns/ab12?lang=en")),
+            "/patterns/ab12?lang=en"
+        );
         assert_eq!(safe_next(None), "/");
     }
 

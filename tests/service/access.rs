@@ -285,6 +285,30 @@ fn merchants_see_scores_and_titles_never_owners_originals_or_others_drafts() {
     };
     assert_eq!(listed(&merchant), vec![a.clone(), draft_id.to_string()]);
     assert_eq!(listed(&rival), vec![a.clone()]);
+    // Sending the same picture tells the rival nothing about the draft or its owner.
+    let (status, answer) = as_merchant(
+        &rival,
+        Method::POST,
+        "/api/v1/pre-registrations",
+        Some(Body::Form(
+            Form::new().part("image", image_part(fixture("print_b.png"))),
+        )),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert!(!answer.to_string().contains(draft_id), "{answer}");
+    let (status, answer) = as_merchant(
+        &merchant,
+        Method::POST,
+        "/api/v1/pre-registrations",
+        Some(Body::Form(
+            Form::new().part("image", image_part(fixture("print_a.png"))),
+        )),
+    );
+    assert_eq!(status, 200, "a published picture answers with its record");
+    assert!(
+        answer.get("owner").is_none() && answer.get("sha256").is_none(),
+        "{answer}"
+    );
     let (status, _) = as_merchant(
         &rival,
         Method::GET,
@@ -350,6 +374,19 @@ fn tokens_are_made_on_the_command_line_and_the_admin_token_from_the_environment(
     assert_eq!(status, 403);
     let (status, _) = server.send_as(Some(ADMIN_TOKEN), Method::GET, "/api/v1/audit", None);
     assert_eq!(status, 200);
+    for name in ["Keqiao court", "import"] {
+        let output = crate::support::huaxing()
+            .args([
+                "token", "create", "--role", "merchant", "--name", name, "--data",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "a second {name:?} token must be refused"
+        );
+    }
     let (_, listed) = server.get("/api/v1/tokens");
     let listed = listed.to_string();
     assert!(listed.contains("Keqiao court") && !listed.contains(&secret));
@@ -387,4 +424,57 @@ fn the_first_start_prints_an_admin_token_once_and_open_access_is_loopback_only()
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+#[test]
+fn a_browser_session_refuses_requests_from_other_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--open"], Some(ADMIN_TOKEN));
+    let host = server.url.trim_start_matches("http://").to_string();
+    let client = reqwest::blocking::Client::new();
+    let search = |origin: &str, cookie: bool| {
+        let mut request = client
+            .post(format!("{}/api/v1/search", server.url))
+            .header("origin", origin)
+            .multipart(Form::new().part("image", image_part(fixture("print_a.png"))));
+        if cookie {
+            request = request.header("cookie", format!("hx_token={ADMIN_TOKEN}"));
+        }
+        request.send().unwrap().status().as_u16()
+    };
+    assert_eq!(search(&format!("http://{host}"), true), 200);
+    assert_eq!(
+        search("http://evil.example", true),
+        401,
+        "cross-site with the cookie"
+    );
+    assert_eq!(
+        search("http://evil.example", false),
+        401,
+        "cross-site under --open"
+    );
+    // A page that rebinds its own name to 127.0.0.1 still sends that name as Host.
+    let rebound = client
+        .get(format!("{}/api/v1/audit", server.url))
+        .header("host", "evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(rebound.status().as_u16(), 401);
+    let local = client
+        .get(format!("{}/api/v1/audit", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(
+        local.status().as_u16(),
+        200,
+        "open access from this machine"
+    );
+    let signed_in_elsewhere = client
+        .post(format!("{}/sign-in", server.url))
+        .header("origin", "http://evil.example")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .unwrap();
+    assert_eq!(signed_in_elsewhere.status().as_u16(), 403);
+    assert!(signed_in_elsewhere.headers().get("set-cookie").is_none());
 }
