@@ -152,7 +152,8 @@ impl Level {
                 let dx = pixels[i + 1] - pixels[i - 1];
                 let dy = pixels[i + width] - pixels[i - width];
                 magnitude[i] = (dx * dx + dy * dy).sqrt();
-                direction[i] = fast_atan2(dy, dx).rem_euclid(TAU);
+                let angle = fast_atan2(dy, dx);
+                direction[i] = if angle < 0.0 { angle + TAU } else { angle };
             }
         }
         Level {
@@ -282,7 +283,7 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
     }
 }
 
-/// Separable Gaussian blur with edge clamping: rows, then (through a transpose) columns.
+/// Separable Gaussian blur with edge clamping: rows, then columns.
 fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
     let radius = (3.0 * sigma).ceil() as usize;
     let kernel: Vec<f32> = (0..=2 * radius)
@@ -293,9 +294,7 @@ fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
         .collect();
     let total: f32 = kernel.iter().sum();
     let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
-    let across = blur_rows(pixels, width, &kernel);
-    let down = blur_rows(&transpose(&across, width, height), height, &kernel);
-    transpose(&down, height, width)
+    blur_columns(&blur_rows(pixels, width, &kernel), width, height, &kernel)
 }
 
 /// Convolves each row with `kernel` (odd length). Each row is copied into a padded line first,
@@ -319,12 +318,19 @@ fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The `height` × `width` transpose of a row-major `width` × `height` image.
-fn transpose(pixels: &[f32], width: usize, height: usize) -> Vec<f32> {
+/// Convolves each column with `kernel` (odd length), clamping at the top and bottom: each
+/// output row is a weighted sum of whole input rows, so the inner loop runs along memory and
+/// is vectorised, with no transpose.
+fn blur_columns(pixels: &[f32], width: usize, height: usize, kernel: &[f32]) -> Vec<f32> {
+    let radius = kernel.len() / 2;
     let mut out = vec![0.0; pixels.len()];
-    for y in 0..height {
-        for x in 0..width {
-            out[x * height + y] = pixels[y * width + x];
+    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+        for (tap, weight) in kernel.iter().enumerate() {
+            let source_y = (y + tap).saturating_sub(radius).min(height - 1);
+            let source = &pixels[source_y * width..(source_y + 1) * width];
+            for (value, source) in out_row.iter_mut().zip(source) {
+                *value += weight * source;
+            }
         }
     }
     out

@@ -169,12 +169,24 @@ fn hash_signal(
     (signal, orientation)
 }
 
+/// The whole-print similarity as a score. Below the default copy threshold it is squared
+/// (relative to the threshold): unrelated prints reach 0.2–0.4 there by chance, which would
+/// otherwise outrank a real but partial local match (a few rearranged motifs) of the same
+/// similarity. At and above the threshold it is left as it is, so the verdict does not change.
+fn whole_score(similarity: f32) -> f32 {
+    if similarity >= DEFAULT_COPY_THRESHOLD {
+        similarity
+    } else {
+        similarity * similarity / DEFAULT_COPY_THRESHOLD
+    }
+}
+
 /// Scores how likely `reference` is a registered original of which `query` is a copy.
 ///
 /// Two views, and the stronger one counts:
 /// - the whole print: the mean of two hash similarities (lightness alone is fooled by new
 ///   colourways and edges alone by dense textures, but unrelated prints rarely come close in
-///   both at once);
+///   both at once), squashed below the threshold by [`whole_score`];
 /// - its parts: local matches that agree on a transform, w / (w + 16) for their weight w
 ///   (see [`local`]).
 pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
@@ -211,9 +223,9 @@ fn score_pair(
         LocalEvidence::default()
     };
     let parts = evidence.weight / (evidence.weight + LOCAL_HALF_WEIGHT);
-    let score = whole.max(parts);
+    let score = whole_score(whole).max(parts);
     let copy = score >= copy_threshold;
-    let summary = summarise(copy, whole >= parts, orientation, &evidence);
+    let summary = summarise(copy, whole_score(whole) >= parts, orientation, &evidence);
     let whole_signal = Signal {
         name: "whole_print",
         similarity: whole,
