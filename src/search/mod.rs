@@ -169,15 +169,15 @@ fn hash_signal(
     (signal, orientation)
 }
 
-/// The whole-print similarity as a score. Below the default copy threshold it is squared
-/// (relative to the threshold): unrelated prints reach 0.2–0.4 there by chance, which would
-/// otherwise outrank a real but partial local match (a few rearranged motifs) of the same
-/// similarity. At and above the threshold it is left as it is, so the verdict does not change.
-fn whole_score(similarity: f32) -> f32 {
-    if similarity >= DEFAULT_COPY_THRESHOLD {
+/// The whole-print similarity as a score. Below the copy threshold it is squared (relative to
+/// the threshold): unrelated prints reach 0.2–0.4 there by chance, which would otherwise
+/// outrank a real but partial local match (a few rearranged motifs) of the same similarity. At
+/// and above the threshold it is left as it is, so the verdict does not change.
+fn whole_score(similarity: f32, copy_threshold: f32) -> f32 {
+    if similarity >= copy_threshold {
         similarity
     } else {
-        similarity * similarity / DEFAULT_COPY_THRESHOLD
+        similarity * similarity / copy_threshold.max(f32::EPSILON)
     }
 }
 
@@ -223,9 +223,10 @@ fn score_pair(
         LocalEvidence::default()
     };
     let parts = evidence.weight / (evidence.weight + LOCAL_HALF_WEIGHT);
-    let score = whole_score(whole).max(parts);
+    let whole_part = whole_score(whole, copy_threshold);
+    let score = whole_part.max(parts);
     let copy = score >= copy_threshold;
-    let summary = summarise(copy, whole_score(whole) >= parts, orientation, &evidence);
+    let summary = summarise(copy, whole_part >= parts, orientation, &evidence);
     let whole_signal = Signal {
         name: "whole_print",
         similarity: whole,
