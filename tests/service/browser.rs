@@ -81,6 +81,26 @@ async fn text_of(browser: &Client, css: &str) -> String {
         .unwrap()
 }
 
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Waits until the browser has arrived at `path`.
 async fn wait_for_path(browser: &Client, path: &str) {
     let started = Instant::now();
@@ -151,52 +171,27 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
         // Without a token the pages send the browser to sign in.
         browser.goto(&format!("{url}/desk?lang=en")).await.unwrap();
         wait_for_path(&browser, "/sign-in").await;
-        browser
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("not-a-token")
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("main form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&browser, "#token", "not-a-token").await;
+        click(&browser, "main form button[type=submit]").await;
         assert!(
             text_of(&browser, "[role=alert]")
                 .await
                 .contains("not valid")
         );
         snap(&browser, "sign_in_refused").await;
-        browser
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(ADMIN_TOKEN)
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("main form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&browser, "#token", ADMIN_TOKEN).await;
+        click(&browser, "main form button[type=submit]").await;
         wait_for_path(&browser, "/desk").await;
 
         // Search one print: the turned copy finds the original first.
         browser.goto(&format!("{url}/")).await.unwrap();
         snap(&browser, "search_empty_en").await;
-        browser
-            .find(Locator::Css("#search-files"))
-            .await
-            .unwrap()
-            .send_keys(&fixture_path("print_a_rot90.png"))
-            .await
-            .unwrap();
+        type_into(
+            &browser,
+            "#search-files",
+            &fixture_path("print_a_rot90.png"),
+        )
+        .await;
         let first = text_of(&browser, "#matches li:first-child").await;
         assert!(first.contains(&original_number), "{first}");
         assert!(first.contains("Copy"), "{first}");
@@ -211,13 +206,7 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
             fixture_path("print_a.jpg"),
         ]
         .join("\n");
-        browser
-            .find(Locator::Css("#search-files"))
-            .await
-            .unwrap()
-            .send_keys(&batch)
-            .await
-            .unwrap();
+        type_into(&browser, "#search-files", &batch).await;
         wait_for_count(&browser, "#batch tr", 4).await;
         let table = text_of(&browser, "#batch").await;
         assert!(
@@ -251,27 +240,14 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
 
         // The desk: a rearranged copy is held for review with its match shown at once.
         browser.goto(&format!("{url}/desk")).await.unwrap();
-        browser
-            .find(Locator::Css("#register-image"))
-            .await
-            .unwrap()
-            .send_keys(&fixture_path("print_a_rearranged.png"))
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("#register-title"))
-            .await
-            .unwrap()
-            .send_keys("Peonies moved")
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("#register-form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(
+            &browser,
+            "#register-image",
+            &fixture_path("print_a_rearranged.png"),
+        )
+        .await;
+        type_into(&browser, "#register-title", "Peonies moved").await;
+        click(&browser, "#register-form button").await;
         let result = text_of(&browser, "#register-result p").await;
         assert!(result.contains("Held for review"), "{result}");
         assert!(
@@ -328,13 +304,7 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
             .unwrap()
             .unwrap();
         assert!(png.starts_with("data:image/png;base64,"));
-        browser
-            .find(Locator::Css("#download-html"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, "#download-html").await;
         snap(&browser, "report_en").await;
         browser
             .goto(&format!(
@@ -351,27 +321,14 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
             .await
             .unwrap();
         snap(&browser, "compare_en").await;
-        browser
-            .find(Locator::Css("#compare-a"))
-            .await
-            .unwrap()
-            .send_keys(&fixture_path("print_a_recoloured_crop.png"))
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("#compare-b-id"))
-            .await
-            .unwrap()
-            .send_keys(&original)
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("main form button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(
+            &browser,
+            "#compare-a",
+            &fixture_path("print_a_recoloured_crop.png"),
+        )
+        .await;
+        type_into(&browser, "#compare-b-id", &original).await;
+        click(&browser, "main form button[type=submit]").await;
         wait_for_count(&browser, "#pair g.region", 1).await;
         snap(&browser, "report_upload_en").await;
 
