@@ -172,7 +172,13 @@ impl Engine {
         let audit = AuditLog::open(&data_dir.join("audit.sqlite"))?;
         let statuses = RwLock::new(registry.statuses()?.into_iter().collect());
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
+        let started = Instant::now();
         let features = current_features(&registry, &blobs)?;
+        tracing::info!(
+            patterns = features.len(),
+            "features read in {:.1} s",
+            started.elapsed().as_secs_f32()
+        );
         let index_dir = data_dir.join("index");
         let vectors = load_or_build(&index_dir, &VECTORS, &features, |seq, f| {
             vec![(seq, f.global_vector.clone())]
@@ -541,6 +547,7 @@ where
 {
     let name = spec.name;
     let dir = dir.join(name);
+    let started = Instant::now();
     let loaded = match Graph::<T, D>::load(&dir, FEATURE_VERSION, spec.dimensions, spec.shape) {
         Ok(Some(graph)) => {
             let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
@@ -550,6 +557,11 @@ where
                 .filter(|id| !known.contains(&(spec.print_of)(**id)))
                 .count();
             if foreign == 0 {
+                tracing::info!(
+                    points = graph.len(),
+                    "{name} index loaded in {:.1} s",
+                    started.elapsed().as_secs_f32()
+                );
                 Some(graph)
             } else {
                 tracing::warn!(
@@ -572,9 +584,10 @@ where
     };
     let graph = loaded.unwrap_or_else(|| Graph::new(spec.dimensions, features.len(), spec.shape));
     let present: HashSet<u64> = graph.members().into_iter().map(spec.print_of).collect();
+    // Prints with nothing to index here (no keypoints) are never present; not missing either.
     let missing: Vec<&(u64, FeatureSet)> = features
         .iter()
-        .filter(|(seq, _)| !present.contains(seq))
+        .filter(|(seq, f)| !present.contains(seq) && !items_of(*seq, f).is_empty())
         .collect();
     if !missing.is_empty() {
         let started = Instant::now();
