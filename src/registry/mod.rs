@@ -452,16 +452,6 @@ impl Registry {
         })
     }
 
-    /// The matches a pattern was held for review with (JSON), if it was.
-    pub fn review_matches(&self, seq: u64) -> Result<Option<String>> {
-        self.with(|c| {
-            c.query_row("SELECT matches FROM reviews WHERE seq = ?1", [seq], |r| {
-                r.get(0)
-            })
-            .optional()
-        })
-    }
-
     /// The log's current head, signed now.
     pub fn head(&self) -> Result<SignedHead> {
         self.with_inner(|inner| {
