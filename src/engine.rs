@@ -341,19 +341,20 @@ impl Engine {
     }
 
     fn rank(&self, query: &FeatureSet, itself: Option<u64>, k: usize) -> Result<Vec<Match>> {
-        let published: HashSet<u64> = self
-            .statuses
-            .read()
-            .expect("statuses lock")
-            .iter()
-            .filter(|(_, status)| status.is_published())
-            .map(|(seq, _)| *seq)
-            .collect();
+        // Read per candidate, only in the sequential filtering before the scoring runs on
+        // rayon (a guard held across rayon work could deadlock with a registration).
+        let published = |seq| {
+            self.statuses
+                .read()
+                .expect("statuses lock")
+                .get(&seq)
+                .is_some_and(|status| status.is_published())
+        };
         let ranked = search::rank(
             query,
             &self.indexes,
             &self.features,
-            |seq| published.contains(&seq),
+            published,
             itself,
             k,
             self.config.copy_threshold,

@@ -110,6 +110,11 @@ impl Caller {
     pub fn is_merchant(&self) -> bool {
         self.role == Role::Merchant
     }
+
+    /// Merchants see other people's patterns only once published; everyone else sees all.
+    pub fn may_see(&self, record: &crate::registry::PatternRecord) -> bool {
+        !self.is_merchant() || record.status.is_published() || record.submitted_by == self.name
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::auth::{AuditDetail, Caller};
 use super::error::ApiError;
 use super::form::{FormSpec, read_form};
-use crate::engine::{Engine, PatternMeta, analyze};
+use crate::engine::{Engine, Match, PatternMeta, analyze};
 use crate::features::FeatureSet;
 use crate::registry::{PatternRecord, Status, sha256_hex};
 
@@ -26,7 +26,7 @@ pub const MAX_BATCH: usize = 64;
 pub(super) type AppState = State<Arc<Engine>>;
 
 /// Runs blocking engine work off the async runtime.
-pub(super) async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -110,10 +110,7 @@ async fn store(
             })?;
         }
         let mut body = view(caller, &registration.pattern);
-        let mut duplicates =
-            serde_json::to_value(&registration.duplicates).expect("matches serialise");
-        redact_matches(&mut duplicates);
-        body["duplicates"] = duplicates;
+        body["duplicates"] = matches_seen_by(caller, &registration.duplicates);
         body
     } else {
         serde_json::to_value(&registration).expect("registrations serialise")
@@ -244,10 +241,7 @@ pub async fn search(
     let started = Instant::now();
     let matches = blocking(move || engine.search(&analyze(&bytes)?.features, k)).await?;
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut matches = serde_json::to_value(matches).expect("matches serialise");
-    if caller.is_merchant() {
-        redact_matches(&mut matches);
-    }
+    let matches = matches_seen_by(&caller, &matches);
     let response = Json(json!({"matches": matches, "took_ms": took_ms})).into_response();
     Ok(audited(response, detail))
 }
@@ -278,13 +272,7 @@ pub async fn search_batch(
     let results: Vec<Value> = answers
         .into_iter()
         .map(|answer| match answer {
-            Ok(matches) => {
-                let mut matches = serde_json::to_value(matches).expect("matches serialise");
-                if caller.is_merchant() {
-                    redact_matches(&mut matches);
-                }
-                json!({"matches": matches})
-            }
+            Ok(matches) => json!({"matches": matches_seen_by(&caller, &matches)}),
             Err(error) => {
                 let error = ApiError::from(error);
                 json!({"matches": [], "error": {"code": error.code, "message": error.message}})
@@ -375,9 +363,9 @@ pub fn view(caller: &Caller, record: &PatternRecord) -> Value {
     value
 }
 
-/// Merchants see other people's patterns only once published.
+/// The record, or not found when the caller may not see it.
 fn visible(caller: &Caller, record: PatternRecord) -> Result<PatternRecord, ApiError> {
-    if !caller.is_merchant() || record.status.is_published() || record.submitted_by == caller.name {
+    if caller.may_see(&record) {
         Ok(record)
     } else {
         Err(ApiError::from(crate::Error::NotFound {
@@ -392,10 +380,13 @@ fn keep_merchant_fields(value: &mut Value) {
     }
 }
 
-fn redact_matches(matches: &mut Value) {
-    if let Value::Array(matches) = matches {
+/// Matches as this caller may see them.
+fn matches_seen_by(caller: &Caller, matches: &[Match]) -> Value {
+    let mut value = serde_json::to_value(matches).expect("matches serialise");
+    if let (true, Value::Array(matches)) = (caller.is_merchant(), &mut value) {
         matches.iter_mut().for_each(keep_merchant_fields);
     }
+    value
 }
 
 /// Attaches what the audit trail should say about this request beyond its route.

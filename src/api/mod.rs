@@ -7,6 +7,7 @@ pub mod error;
 mod evidence;
 pub(crate) mod form;
 mod handlers;
+pub(crate) use handlers::blocking;
 pub use handlers::view as view_record;
 mod review;
 

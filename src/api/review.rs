@@ -16,10 +16,7 @@ pub async fn queue(State(engine): AppState) -> Result<Response, ApiError> {
     let queue = blocking(move || engine.registry().review_queue()).await?;
     let queue: Vec<Value> = queue
         .into_iter()
-        .map(|(pattern, matches)| {
-            let matches: Value = serde_json::from_str(&matches).unwrap_or(Value::Null);
-            json!({"pattern": pattern, "matches": matches})
-        })
+        .map(|(pattern, matches)| json!({"pattern": pattern, "matches": matches}))
         .collect();
     Ok(Json(json!({"pending": queue})).into_response())
 }

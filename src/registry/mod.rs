@@ -439,9 +439,9 @@ impl Registry {
         })
     }
 
-    /// Patterns held for review, oldest first, each with the matches that held it (JSON).
-    pub fn review_queue(&self) -> Result<Vec<(PatternRecord, String)>> {
-        self.with(|c| {
+    /// Patterns held for review, oldest first, each with the matches that held it.
+    pub fn review_queue(&self) -> Result<Vec<(PatternRecord, serde_json::Value)>> {
+        let queue: Vec<(PatternRecord, String)> = self.with(|c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {COLUMNS}, COALESCE((SELECT matches FROM reviews r WHERE r.seq = p.seq), '[]')
                  FROM patterns p WHERE status = 'pending_review' ORDER BY seq"
@@ -449,7 +449,16 @@ impl Registry {
             statement
                 .query_map([], |r| Ok((record(r)?, r.get(12)?)))?
                 .collect()
-        })
+        })?;
+        queue
+            .into_iter()
+            .map(|(pattern, matches)| {
+                let matches = serde_json::from_str(&matches).map_err(|e| {
+                    Error::Integrity(format!("review matches of {} unreadable: {e}", pattern.id))
+                })?;
+                Ok((pattern, matches))
+            })
+            .collect()
     }
 
     /// The log's current head, signed now.
@@ -756,7 +765,10 @@ mod tests {
             ..new_pattern("b")
         };
         registry.insert(&held).unwrap();
-        assert_eq!(registry.review_queue().unwrap()[0].1, r#"[{"id": "a"}]"#);
+        assert_eq!(
+            registry.review_queue().unwrap()[0].1,
+            serde_json::json!([{"id": "a"}])
+        );
         let refused = registry.set_status("b", Status::Registered, "", "clerk");
         assert!(refused.is_ok(), "a clerk accepts a held registration");
         assert!(matches!(

@@ -20,6 +20,7 @@ use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 
 use crate::api::auth::{Caller, Permission, allows};
+use crate::api::blocking;
 use crate::decode::MAX_UPLOAD_BYTES;
 use crate::engine::Engine;
 pub use i18n::Lang;
@@ -223,7 +224,7 @@ async fn pattern_page(
         return refusal;
     }
     let caller = page.caller.clone().expect("checked above");
-    let found = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+    let found = blocking(move || {
         let record = engine.get(&id)?;
         let similar: Vec<serde_json::Value> = engine
             .similar_to(&id, 6)?
@@ -234,13 +235,10 @@ async fn pattern_page(
     })
     .await;
     match found {
-        Ok(Ok((record, similar))) => {
-            let hidden = caller.is_merchant()
-                && !record.status.is_published()
-                && record.submitted_by != caller.name;
-            if hidden {
-                return page.message(StatusCode::NOT_FOUND, "not found");
-            }
+        Ok((record, _)) if !caller.may_see(&record) => {
+            page.message(StatusCode::NOT_FOUND, "not found")
+        }
+        Ok((record, similar)) => {
             let record = crate::api::view_record(&caller, &record);
             page.render(
                 "pattern.html",
@@ -248,11 +246,7 @@ async fn pattern_page(
                 context! { pattern => record, similar => similar },
             )
         }
-        Ok(Err(e)) => {
-            let error = crate::api::error::ApiError::from(e);
-            page.message(error.status, &error.message)
-        }
-        Err(e) => page.message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(error) => page.message(error.status, &error.message),
     }
 }
 
@@ -260,21 +254,15 @@ async fn desk_page(State(engine): State<Arc<Engine>>, page: Page) -> Response {
     if let Some(refusal) = page.refuse_unless(Permission::Review, "/desk") {
         return refusal;
     }
-    let queue = tokio::task::spawn_blocking(move || engine.registry().review_queue()).await;
-    match queue {
-        Ok(Ok(queue)) => {
+    match blocking(move || engine.registry().review_queue()).await {
+        Ok(queue) => {
             let queue: Vec<Value> = queue
                 .into_iter()
-                .map(|(pattern, matches)| {
-                    let matches: serde_json::Value =
-                        serde_json::from_str(&matches).unwrap_or_default();
-                    context! { pattern => pattern, matches => matches }
-                })
+                .map(|(pattern, matches)| context! { pattern => pattern, matches => matches })
                 .collect();
             page.render("desk.html", "desk", context! { queue => queue })
         }
-        Ok(Err(e)) => page.message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        Err(e) => page.message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(error) => page.message(error.status, &error.message),
     }
 }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::Page;
 use crate::api::auth::Permission;
+use crate::api::blocking;
 use crate::api::form::{FormSpec, read_form};
 use crate::decode::decode;
 use crate::engine::{Engine, analyze};
@@ -130,7 +131,7 @@ pub async fn for_uploads(
 }
 
 async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Response {
-    let built = tokio::task::spawn_blocking(move || -> crate::Result<Value> {
+    let built = blocking(move || -> crate::Result<Value> {
         let (a, b) = rayon::join(|| a.resolve(&engine, "A"), || b.resolve(&engine, "B"));
         let (a, b) = (a?, b?);
         let a_id = a.pattern.as_ref().map(|p| p.id.as_str());
@@ -168,12 +169,8 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
     })
     .await;
     match built {
-        Ok(Ok(report)) => page.render("report.html", "report", report),
-        Ok(Err(e)) => {
-            let error = crate::api::error::ApiError::from(e);
-            page.message(error.status, &error.message)
-        }
-        Err(e) => page.message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ok(report) => page.render("report.html", "report", report),
+        Err(error) => page.message(error.status, &error.message),
     }
 }
 
