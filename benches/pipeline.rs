@@ -6,9 +6,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use huaxing::engine::analyze;
 use huaxing::features::{self, FeatureSet, global_vector};
-use huaxing::index::{
-    Indexes, KEYPOINT_SHAPE, KeypointIndex, VECTOR_SHAPE, VectorIndex, keypoint_items,
-};
+use huaxing::index::{Indexes, KeypointIndex, VECTOR_SHAPE, VectorIndex};
 use huaxing::normalize::normalize;
 use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, rank};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -67,9 +65,12 @@ struct Registry10k {
 }
 
 static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
-    let sets: Vec<(u64, FeatureSet)> = (0..10_000u64)
+    let sets: Vec<(u64, Arc<FeatureSet>)> = (0..10_000u64)
         .into_par_iter()
-        .map(|seed| (seed, features::extract(&normalize(&print(seed, 96)))))
+        .map(|seed| {
+            let features = features::extract(&normalize(&print(seed, 96)));
+            (seed, Arc::new(features))
+        })
         .collect();
     let vectors = VectorIndex::new(global_vector::DIMENSIONS, sets.len(), VECTOR_SHAPE);
     let items: Vec<(u64, Vec<f32>)> = sets
@@ -77,19 +78,17 @@ static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
         .map(|(s, f)| (*s, f.global_vector.clone()))
         .collect();
     vectors.insert_many(&items).expect("index");
-    let keypoints = KeypointIndex::new(128, sets.len() * 100, KEYPOINT_SHAPE);
-    let descriptors: Vec<(u64, Vec<u8>)> = sets
-        .iter()
-        .flat_map(|(s, f)| keypoint_items(*s, f))
-        .collect();
-    keypoints.insert_many(&descriptors).expect("index");
-    let indexes = Indexes::new(vectors, keypoints, sets.iter().map(|(s, f)| (*s, f)));
+    let keypoints = KeypointIndex::default();
+    keypoints.insert_many(&sets);
+    keypoints.train_if_needed();
+    let features: RegisteredFeatures = RwLock::new(sets.into_iter().collect());
+    let indexes = Indexes::new(vectors, keypoints, &*features.read().expect("lock"));
     let queries = (0..64u64)
         .map(|seed| features::extract(&normalize(&print(seed * 150, 96))))
         .collect();
     Registry10k {
         indexes,
-        features: RwLock::new(sets.into_iter().map(|(s, f)| (s, Arc::new(f))).collect()),
+        features,
         queries,
     }
 });

@@ -16,10 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::decode::decode;
 use crate::error::{Error, Result};
-use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector, keypoints};
-use crate::index::{
-    Graph, GraphShape, Indexes, KEYPOINT_SHAPE, VECTOR_SHAPE, keypoint_items, keypoint_owner,
-};
+use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector};
+use crate::index::{Graph, GraphShape, Indexes, KeypointIndex, VECTOR_SHAPE};
 use crate::ledger::LogEntry;
 use crate::normalize::normalize;
 use crate::registry::audit::AuditLog;
@@ -32,15 +30,10 @@ const VECTORS: GraphSpec = GraphSpec {
     name: "vectors",
     dimensions: global_vector::DIMENSIONS,
     shape: VECTOR_SHAPE,
-    print_of: |seq| seq,
 };
 
-const KEYPOINTS: GraphSpec = GraphSpec {
-    name: "keypoints",
-    dimensions: keypoints::DESCRIPTOR_LEN,
-    shape: KEYPOINT_SHAPE,
-    print_of: |id| keypoint_owner(id).0,
-};
+/// The keypoint index's file in the index folder.
+const KEYPOINTS_FILE: &str = "keypoints.bin";
 
 /// Settings that change answers.
 #[derive(Clone, Debug)]
@@ -173,7 +166,10 @@ impl Engine {
         let statuses = RwLock::new(registry.statuses()?.into_iter().collect());
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
         let started = Instant::now();
-        let features = current_features(&registry, &blobs)?;
+        let features: Vec<(u64, Arc<FeatureSet>)> = current_features(&registry, &blobs)?
+            .into_iter()
+            .map(|(seq, set)| (seq, Arc::new(set)))
+            .collect();
         tracing::info!(
             patterns = features.len(),
             "features read in {:.1} s",
@@ -183,12 +179,9 @@ impl Engine {
         let vectors = load_or_build(&index_dir, &VECTORS, &features, |seq, f| {
             vec![(seq, f.global_vector.clone())]
         })?;
-        let keypoints = load_or_build(&index_dir, &KEYPOINTS, &features, keypoint_items)?;
-        let indexes = Indexes::new(
-            vectors,
-            keypoints,
-            features.iter().map(|(seq, set)| (*seq, set)),
-        );
+        let keypoints = load_or_build_keypoints(&index_dir, &features)?;
+        let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
+        let indexes = Indexes::new(vectors, keypoints, &features);
         tracing::info!(
             patterns = features.len(),
             "registry open in {}",
@@ -201,12 +194,7 @@ impl Engine {
             blobs,
             indexes,
             statuses,
-            features: RwLock::new(
-                features
-                    .into_iter()
-                    .map(|(s, f)| (s, Arc::new(f)))
-                    .collect(),
-            ),
+            features: RwLock::new(features),
             config,
             _lock: lock,
         })
@@ -315,13 +303,14 @@ impl Engine {
     /// Adds a committed registration to the in-memory indexes. It is stored already, so a
     /// failure here is logged, not answered: the next start catches the indexes up.
     fn index(&self, seq: u64, features: FeatureSet) {
+        let features = Arc::new(features);
         if let Err(e) = self.indexes.insert(seq, &features) {
             tracing::error!("pattern {seq} is registered but not fully indexed until restart: {e}");
         }
         self.features
             .write()
             .expect("features lock")
-            .insert(seq, Arc::new(features));
+            .insert(seq, features);
     }
 
     /// Whether an upload with exactly these bytes is registered (bulk import skips those).
@@ -461,17 +450,18 @@ impl Engine {
         Ok((self.blobs.get(&record.sha256)?, record.media_type))
     }
 
-    /// Writes both graphs (global vectors, keypoints) to the data directory, so the next start
-    /// need not rebuild them.
+    /// Writes the global-vector graph and the keypoint index to the data directory, so the
+    /// next start need not rebuild them.
     pub fn save_index(&self) -> Result<()> {
         let started = Instant::now();
         let dir = self.data_dir.join("index");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         self.indexes
             .vectors
             .save(&dir.join(VECTORS.name), FEATURE_VERSION)?;
         self.indexes
             .keypoints
-            .save(&dir.join(KEYPOINTS.name), FEATURE_VERSION)?;
+            .save(&dir.join(KEYPOINTS_FILE), FEATURE_VERSION)?;
         tracing::info!(
             patterns = self.indexes.vectors.len(),
             keypoints = self.indexes.keypoints.len(),
@@ -485,7 +475,6 @@ impl Engine {
 /// Every pattern's features at the current version. Features of an older version, or that
 /// cannot be read, are re-extracted from the stored upload and written back.
 fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, FeatureSet)>> {
-    let stored = registry.all_features()?;
     let current = |s: &StoredFeatures| {
         (s.feature_version == FEATURE_VERSION)
             .then(|| FeatureSet::from_bytes(&s.bytes))
@@ -502,18 +491,35 @@ fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, 
     };
     let started = Instant::now();
     let redone = AtomicUsize::new(0);
-    let features = stored
-        .par_iter()
-        .map(|s| {
-            if let Some(features) = current(s) {
-                return Ok((s.seq, features));
-            }
-            let fresh = analyze(&blobs.get(&s.sha256)?)?.features;
-            registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
-            redone.fetch_add(1, Ordering::Relaxed);
-            Ok((s.seq, fresh))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut features = Vec::new();
+    loop {
+        let after = features.last().map_or(0, |(seq, _)| *seq);
+        let page = registry.features_after(after, 1024)?;
+        if page.is_empty() {
+            break;
+        }
+        let parsed = page
+            .par_iter()
+            .map(|s| {
+                if let Some(features) = current(s) {
+                    return Ok((s.seq, features));
+                }
+                let fresh = analyze(&blobs.get(&s.sha256)?)?.features;
+                registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
+                redone.fetch_add(1, Ordering::Relaxed);
+                Ok((s.seq, fresh))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        features.extend(parsed);
+        let redone = redone.load(Ordering::Relaxed);
+        if redone > 0 {
+            tracing::info!(
+                "features of {} patterns read, {redone} of them re-extracted ({:.0}/s)",
+                features.len(),
+                redone as f32 / started.elapsed().as_secs_f32().max(1e-3)
+            );
+        }
+    }
     let redone = redone.into_inner();
     if redone > 0 {
         let seconds = started.elapsed().as_secs_f32();
@@ -525,12 +531,11 @@ fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, 
     Ok(features)
 }
 
-/// One persisted graph: where it lives, how it is shaped, and how its ids map to prints.
+/// One persisted graph: where it lives and how it is shaped. Its ids are sequence numbers.
 struct GraphSpec {
     name: &'static str,
     dimensions: usize,
     shape: GraphShape,
-    print_of: fn(u64) -> u64,
 }
 
 /// Loads a persisted graph and adds what the registry has beyond it; rebuilds it from the
@@ -539,7 +544,7 @@ struct GraphSpec {
 fn load_or_build<T, D>(
     dir: &Path,
     spec: &GraphSpec,
-    features: &[(u64, FeatureSet)],
+    features: &[(u64, Arc<FeatureSet>)],
     items_of: impl Fn(u64, &FeatureSet) -> Vec<(u64, Vec<T>)>,
 ) -> Result<Graph<T, D>>
 where
@@ -555,7 +560,7 @@ where
             let foreign = graph
                 .members()
                 .iter()
-                .filter(|id| !known.contains(&(spec.print_of)(**id)))
+                .filter(|id| !known.contains(id))
                 .count();
             if foreign == 0 {
                 tracing::info!(
@@ -584,9 +589,8 @@ where
         }
     };
     let graph = loaded.unwrap_or_else(|| Graph::new(spec.dimensions, features.len(), spec.shape));
-    let present: HashSet<u64> = graph.members().into_iter().map(spec.print_of).collect();
-    // Prints with nothing to index here (no keypoints) are never present; not missing either.
-    let missing: Vec<&(u64, FeatureSet)> = features
+    let present = graph.members();
+    let missing: Vec<&(u64, Arc<FeatureSet>)> = features
         .iter()
         .filter(|(seq, f)| !present.contains(seq) && !items_of(*seq, f).is_empty())
         .collect();
@@ -608,4 +612,66 @@ where
         }
     }
     Ok(graph)
+}
+
+/// Loads the persisted keypoint index and adds what the registry has beyond it; builds it from
+/// the registry when the file is missing, stale or damaged, or holds prints the registry
+/// lacks. Says which in the log, with the rate of any rebuild.
+fn load_or_build_keypoints(
+    dir: &Path,
+    features: &[(u64, Arc<FeatureSet>)],
+) -> Result<KeypointIndex> {
+    let retired = dir.join("keypoints");
+    if retired.is_dir() {
+        // The graph dump of earlier versions: replaced by KEYPOINTS_FILE.
+        tracing::info!("removing the old keypoint graph dump {}", retired.display());
+        fs::remove_dir_all(&retired).map_err(|e| Error::io(&retired, e))?;
+    }
+    let path = dir.join(KEYPOINTS_FILE);
+    let started = Instant::now();
+    let by_seq: HashMap<u64, &Arc<FeatureSet>> = features.iter().map(|(s, f)| (*s, f)).collect();
+    let index = match KeypointIndex::load(&path, FEATURE_VERSION, |seq| {
+        by_seq.get(&seq).map(|f| Arc::clone(f))
+    }) {
+        Ok(Some(index)) => {
+            tracing::info!(
+                keypoints = index.len(),
+                "keypoint index loaded in {:.1} s",
+                started.elapsed().as_secs_f32()
+            );
+            index
+        }
+        Ok(None) => {
+            tracing::info!(
+                "no keypoint index for the current features and registry; building it from the registry"
+            );
+            KeypointIndex::default()
+        }
+        Err(e) => {
+            tracing::warn!("keypoint index unusable ({e}); rebuilding it from the registry");
+            KeypointIndex::default()
+        }
+    };
+    let present = index.prints();
+    // Prints without keypoints are never present; not missing either.
+    let missing: Vec<(u64, Arc<FeatureSet>)> = features
+        .iter()
+        .filter(|(seq, f)| !present.contains(seq) && !f.local.descriptors.is_empty())
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let started = Instant::now();
+        let mut done = 0;
+        for chunk in missing.chunks(5000) {
+            index.insert_many(chunk);
+            done += chunk.len();
+            tracing::info!(
+                "keypoint index: added {done} of {} prints ({:.0}/s)",
+                missing.len(),
+                done as f32 / started.elapsed().as_secs_f32().max(1e-3)
+            );
+        }
+    }
+    index.train_if_needed();
+    Ok(index)
 }

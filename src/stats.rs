@@ -74,7 +74,10 @@ pub fn of_data_dir(data: &Path) -> Result<Stats> {
             "global-vector index dump",
             size(&data.join("index/vectors")),
         ),
-        ("keypoint index dump", size(&data.join("index/keypoints"))),
+        (
+            "keypoint index dump",
+            size(&data.join("index/keypoints.bin")),
+        ),
         ("audit trail", sqlite("audit.sqlite")),
     ];
     Ok(stats)

@@ -1,5 +1,6 @@
-//! Our wrapper around `hnsw_rs`, the approximate nearest-neighbour graph used for the global
-//! vectors and for keypoint descriptors. Its quirks stay here: bare `usize` parameters, a reloaded graph that borrows its loader,
+//! Our wrapper around `hnsw_rs`, the approximate nearest-neighbour graph over the global
+//! vectors (one per print; keypoints have their own, leaner index in `keypoints.rs`). Its quirks
+//! stay here: bare `usize` parameters, a reloaded graph that borrows its loader,
 //! asserts (panics) on corrupt dumps, and no deletion (prints are never deleted, so none is
 //! needed). A dump is written to a fresh folder and swapped in whole, with a small JSON file of
 //! what it holds, so a crash mid-dump leaves the old dump or none, never half of one.

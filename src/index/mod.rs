@@ -4,11 +4,13 @@
 
 pub mod graph;
 pub mod hashes;
+pub mod keypoints;
 
-use anndists::dist::Distance;
+use std::sync::Arc;
 
 pub use graph::{Graph, GraphShape, Hit, VectorIndex};
 pub use hashes::{HashHit, HashIndex};
+pub use keypoints::{KeypointIndex, descriptor_distance};
 
 use crate::error::Result;
 use crate::features::FeatureSet;
@@ -19,60 +21,6 @@ pub const VECTOR_SHAPE: GraphShape = GraphShape {
     ef_construction: 200,
     ef_search: 96,
 };
-/// Keypoint descriptors: hundreds per print, so a lean graph that is quick to extend; the
-/// pairwise verifier re-checks every candidate it proposes.
-pub const KEYPOINT_SHAPE: GraphShape = GraphShape {
-    max_connections: 12,
-    ef_construction: 32,
-    ef_search: 16,
-};
-
-/// Keypoint descriptors, as bytes.
-pub type KeypointIndex = Graph<u8, DescriptorDistance>;
-
-/// Euclidean distance between byte descriptors, summed in integers (exact, and vectorised by
-/// the compiler).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DescriptorDistance;
-
-impl Distance<u8> for DescriptorDistance {
-    fn eval(&self, a: &[u8], b: &[u8]) -> f32 {
-        descriptor_distance(a, b)
-    }
-}
-
-pub fn descriptor_distance(a: &[u8], b: &[u8]) -> f32 {
-    let sum: u32 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = u32::from(x.abs_diff(*y));
-            d * d
-        })
-        .sum();
-    (sum as f32).sqrt()
-}
-
-/// The id of keypoint `index` of print `seq` in the keypoint index.
-pub fn keypoint_id(seq: u64, index: usize) -> u64 {
-    (seq << 16) | index as u64
-}
-
-/// The print and keypoint index behind a keypoint id.
-pub fn keypoint_owner(id: u64) -> (u64, usize) {
-    (id >> 16, (id & 0xffff) as usize)
-}
-
-/// A print's keypoint descriptors as index items.
-pub fn keypoint_items(seq: u64, features: &FeatureSet) -> Vec<(u64, Vec<u8>)> {
-    features
-        .local
-        .descriptors
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (keypoint_id(seq, i), d.to_vec()))
-        .collect()
-}
 
 /// Every index a search consults, filled from the same feature sets.
 pub struct Indexes {
@@ -87,7 +35,7 @@ impl Indexes {
     pub fn new<'a>(
         vectors: VectorIndex,
         keypoints: KeypointIndex,
-        features: impl IntoIterator<Item = (u64, &'a FeatureSet)>,
+        features: impl IntoIterator<Item = (&'a u64, &'a Arc<FeatureSet>)>,
     ) -> Indexes {
         let indexes = Indexes {
             structure: HashIndex::default(),
@@ -96,7 +44,7 @@ impl Indexes {
             keypoints,
         };
         for (seq, set) in features {
-            indexes.insert_hashes(seq, set);
+            indexes.insert_hashes(*seq, set);
         }
         indexes
     }
@@ -111,9 +59,9 @@ impl Indexes {
     }
 
     /// Adds one newly registered print to every index.
-    pub fn insert(&self, seq: u64, features: &FeatureSet) -> Result<()> {
+    pub fn insert(&self, seq: u64, features: &Arc<FeatureSet>) -> Result<()> {
         self.vectors.insert(seq, &features.global_vector)?;
-        self.keypoints.insert_many(&keypoint_items(seq, features))?;
+        self.keypoints.insert(seq, features.clone());
         self.insert_hashes(seq, features);
         Ok(())
     }

@@ -563,13 +563,17 @@ impl Registry {
     }
 
     /// Every pattern's stored features, in registration order.
-    pub fn all_features(&self) -> Result<Vec<StoredFeatures>> {
+    /// Up to `limit` patterns' stored features after sequence number `after`, in order. Read
+    /// page by page, start-up never holds every stored set at once (a large registry's sets
+    /// would take gigabytes, and their freed buffers would fragment the heap).
+    pub fn features_after(&self, after: u64, limit: usize) -> Result<Vec<StoredFeatures>> {
         self.with(|c| {
-            let mut statement = c.prepare(
-                "SELECT seq, sha256, feature_version, features FROM patterns ORDER BY seq",
+            let mut statement = c.prepare_cached(
+                "SELECT seq, sha256, feature_version, features FROM patterns
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             statement
-                .query_map([], |r| {
+                .query_map(params![after, limit as i64], |r| {
                     Ok(StoredFeatures {
                         seq: r.get(0)?,
                         sha256: r.get(1)?,
@@ -746,7 +750,7 @@ mod tests {
             reopened.find_by_upload(&record.sha256).unwrap(),
             Some(record)
         );
-        let stored = reopened.all_features().unwrap();
+        let stored = reopened.features_after(0, 10).unwrap();
         assert_eq!((stored.len(), stored[0].feature_version), (1, 1));
         assert_eq!(
             FeatureSet::from_bytes(&stored[0].bytes).unwrap(),

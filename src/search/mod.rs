@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
 use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
-use crate::index::{Indexes, keypoint_owner};
+use crate::index::Indexes;
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
@@ -104,10 +104,8 @@ impl<'a> Query<'a> {
             .map(|descriptor| {
                 let mut prints: Vec<u64> = indexes
                     .keypoints
-                    .nearest(descriptor.as_slice(), KEYPOINT_NEIGHBOURS)
+                    .prints_near(descriptor, KEYPOINT_NEIGHBOURS, MATCH_DISTANCE)
                     .into_iter()
-                    .filter(|hit| hit.distance < MATCH_DISTANCE)
-                    .map(|hit| keypoint_owner(hit.id).0)
                     .filter(|seq| Some(*seq) != itself)
                     .collect();
                 prints.sort_unstable();
