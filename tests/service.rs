@@ -349,7 +349,7 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
     );
     server.stop();
     assert!(
-        dir.path().join("index/keypoints/meta.json").exists(),
+        dir.path().join("index/keypoints.bin").exists(),
         "a graceful stop saves the index"
     );
 

@@ -27,7 +27,10 @@ const CANDIDATES_PER_SIGNAL: usize = 16;
 /// Candidates the keypoint index proposes: the prints most query keypoints land near.
 const KEYPOINT_CANDIDATES: usize = 24;
 /// Neighbours looked up per query keypoint.
-const KEYPOINT_NEIGHBOURS: usize = 6;
+const KEYPOINT_NEIGHBOURS: usize = 16;
+/// The whole-print similarity of a query's this-many-th nearest registered print, channel by
+/// channel, is what chance reaches for that query: see [`Query::whole_background`].
+const BACKGROUND_RANK: usize = 16;
 /// Local evidence weight at which the local similarity reaches one half.
 const LOCAL_HALF_WEIGHT: f32 = 16.0;
 
@@ -71,10 +74,17 @@ pub struct Signal {
 pub struct Query<'a> {
     pub features: &'a FeatureSet,
     descriptors: QueryDescriptors<'a>,
-    /// Prints that many query keypoints land near, most first.
+    /// Prints that distinctive query keypoints land near, most votes first.
     candidates: Vec<u64>,
-    /// How many query keypoints land near each registered print; `None` without a registry.
-    landings: Option<HashMap<u64, usize>>,
+    /// The weighed votes of the query keypoints that land near each registered print; `None`
+    /// without a registry.
+    landings: Option<HashMap<u64, f32>>,
+    /// The whole-print similarity that unrelated registered prints reach for this query; a
+    /// whole-print match counts only for how far it rises above it. A textured or dark query
+    /// comes close to many prints by chance, and the more prints are registered the closer
+    /// its nearest chance neighbour: measured from the registry, the bar rises with it. 0
+    /// without a registry of at least [`BACKGROUND_RANK`] prints.
+    whole_background: f32,
 }
 
 impl<'a> Query<'a> {
@@ -85,6 +95,7 @@ impl<'a> Query<'a> {
             descriptors: QueryDescriptors::new(&features.local),
             candidates: Vec::new(),
             landings: None,
+            whole_background: 0.0,
         }
     }
 
@@ -113,12 +124,17 @@ impl<'a> Query<'a> {
                 prints
             })
             .collect();
-        let mut votes: HashMap<u64, usize> = HashMap::new();
-        for seq in landings.iter().flatten() {
-            *votes.entry(*seq).or_insert(0) += 1;
+        // Each keypoint votes 1/n for each of the n prints it lands near, as the verifier
+        // weighs it: a few distinctive landings (a cropped, recoloured copy's) outrank many
+        // common ones, which a large registry offers every query.
+        let mut votes: HashMap<u64, f32> = HashMap::new();
+        for prints in &landings {
+            for seq in prints {
+                *votes.entry(*seq).or_insert(0.0) += 1.0 / prints.len() as f32;
+            }
         }
-        let mut ranked: Vec<(u64, usize)> = votes.iter().map(|(s, n)| (*s, *n)).collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut ranked: Vec<(u64, f32)> = votes.iter().map(|(s, n)| (*s, *n)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(KEYPOINT_CANDIDATES);
         let n = features.local.descriptors.len();
         let commonness: Vec<usize> = landings.iter().map(Vec::len).collect();
@@ -128,8 +144,36 @@ impl<'a> Query<'a> {
             descriptors,
             candidates: ranked.into_iter().map(|(seq, _)| seq).collect(),
             landings: Some(votes),
+            whole_background: whole_background(features, indexes, itself),
         }
     }
+}
+
+/// The mean over both hash channels of the similarity of the query's [`BACKGROUND_RANK`]-th
+/// nearest registered print in that channel (itself left out): a copy is one print, the
+/// background is what many reach. A plain channel contributes 0, as in [`score_pair`].
+fn whole_background(features: &FeatureSet, indexes: &Indexes, itself: Option<u64>) -> f32 {
+    let channel = |index: &crate::index::HashIndex, hashes: &Option<DihedralHashes>| {
+        let Some(hashes) = hashes else { return 0.0 };
+        index
+            .nearest(hashes, BACKGROUND_RANK + 1)
+            .into_iter()
+            .filter(|hit| Some(hit.seq) != itself)
+            .nth(BACKGROUND_RANK - 1)
+            .map_or(0.0, |hit| hash_similarity(hit.distance))
+    };
+    (channel(&indexes.structure, &features.structure_hash)
+        + channel(&indexes.lightness, &features.lightness_hash))
+        / 2.0
+}
+
+/// How far `similarity` rises above `background`, rescaled to [0, 1].
+fn above_background(similarity: f32, background: f32) -> f32 {
+    ((similarity - background) / (1.0 - background).max(f32::EPSILON)).clamp(0.0, 1.0)
+}
+
+fn hash_similarity(distance: u32) -> f32 {
+    (1.0 - distance as f32 / UNRELATED_HASH_DISTANCE).clamp(0.0, 1.0)
 }
 
 /// Hamming distance at which a hash similarity reaches zero: unrelated 256-bit hashes differ in
@@ -154,7 +198,7 @@ fn hash_signal(
         return (signal, Dihedral::Identity);
     };
     let (distance, orientation) = query.closest(&reference.upright());
-    let similarity = (1.0 - distance as f32 / UNRELATED_HASH_DISTANCE).clamp(0.0, 1.0);
+    let similarity = hash_similarity(distance);
     let signal = Signal {
         name,
         similarity,
@@ -209,7 +253,9 @@ fn score_pair(
         query.features.structure_hash.as_ref(),
         reference.structure_hash.as_ref(),
     );
-    let whole = (lightness.similarity + structure.similarity) / 2.0;
+    let raw_whole = (lightness.similarity + structure.similarity) / 2.0;
+    let background = query.whole_background;
+    let whole = above_background(raw_whole, background);
     let orientation = if structure.similarity >= lightness.similarity {
         structure_turn
     } else {
@@ -229,7 +275,10 @@ fn score_pair(
         name: "whole_print",
         similarity: whole,
         fired: whole >= copy_threshold,
-        detail: "mean of the lightness and structure hash similarities".into(),
+        detail: format!(
+            "mean of the lightness and structure hash similarities, {raw_whole:.2}, above the \
+             {background:.2} that unrelated registered prints reach for this query"
+        ),
     };
     let local_signal = Signal {
         name: "local_features",
@@ -394,4 +443,72 @@ pub fn rank(
     });
     ranked.truncate(k);
     ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{extract, global_vector};
+    use crate::index::{KeypointIndex, VECTOR_SHAPE, VectorIndex};
+    use crate::normalize::normalize;
+
+    /// A generated print: stripes of a width and angle chosen by the seed.
+    fn print(seed: u64) -> FeatureSet {
+        let width = 6 + (seed % 7) as u32 * 3;
+        let image = image::RgbImage::from_fn(128, 128, |x, y| {
+            let band = (x + y * (seed as u32 % 3)) / width + y / (width + seed as u32);
+            if band.is_multiple_of(2) {
+                image::Rgb([200, 40, 40])
+            } else {
+                image::Rgb([240, 230, 200])
+            }
+        });
+        extract(&normalize(&image))
+    }
+
+    fn registry(prints: impl Iterator<Item = FeatureSet>) -> Indexes {
+        let features: HashMap<u64, Arc<FeatureSet>> = prints
+            .enumerate()
+            .map(|(i, f)| (i as u64, Arc::new(f)))
+            .collect();
+        let vectors = VectorIndex::new(global_vector::DIMENSIONS, features.len(), VECTOR_SHAPE);
+        Indexes::new(vectors, KeypointIndex::default(), &features)
+    }
+
+    #[test]
+    fn a_whole_print_match_counts_for_how_far_it_rises_above_chance() {
+        assert_eq!(above_background(0.7, 0.0), 0.7);
+        // A textured query 0.61 from an unrelated print whose background is 0.42: no copy.
+        assert!(above_background(0.61, 0.42) < DEFAULT_COPY_THRESHOLD);
+        // A JPEG copy at 0.89 over a background of 0.36: still a copy.
+        assert!(above_background(0.89, 0.36) >= DEFAULT_COPY_THRESHOLD);
+        assert_eq!(above_background(0.3, 0.4), 0.0);
+        assert_eq!(above_background(1.0, 1.0), 0.0);
+    }
+
+    #[test]
+    fn the_background_is_what_the_sixteenth_nearest_print_reaches() {
+        let query = print(0);
+        let few = registry((1..=15).map(print));
+        assert_eq!(
+            whole_background(&query, &few, None),
+            0.0,
+            "15 prints: no 16th"
+        );
+        let unrelated = whole_background(&query, &registry((1..=40).map(print)), None);
+        let twins = registry(std::iter::repeat_with(|| print(0)).take(20));
+        assert_eq!(
+            whole_background(&query, &twins, None),
+            1.0,
+            "20 copies of it"
+        );
+        assert!(unrelated < 0.9, "{unrelated}");
+        let mut with_itself = (1..=15).map(print).collect::<Vec<_>>();
+        with_itself.push(print(0));
+        assert_eq!(
+            whole_background(&query, &registry(with_itself.into_iter()), Some(15)),
+            0.0,
+            "the query itself is not part of the background"
+        );
+    }
 }
