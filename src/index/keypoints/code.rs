@@ -1,0 +1,189 @@
+//! Descriptors as 256-bit codes, and the binary vocabulary that files them: the parts of the
+//! keypoint index that know about bits, not about prints.
+
+use std::sync::LazyLock;
+
+use crate::features::keypoints::{DESCRIPTOR_LEN, Descriptor};
+
+/// A descriptor as 256 bits.
+pub type Code = [u64; 4];
+const CODE_BITS: usize = 256;
+
+/// Keypoints per posting list just after training.
+pub(super) const LIST_TARGET: usize = 32;
+pub(super) const MAX_BRANCHING: usize = 128;
+/// Codes a vocabulary level is trained on, per centre.
+pub(super) const SAMPLE_PER_CENTRE: usize = 32;
+const TRAINING_ROUNDS: usize = 6;
+/// A lookup follows this many top-level centres and scans this many lists below them.
+const PROBE_TOP: usize = 3;
+const PROBE_LISTS: usize = 8;
+
+/// Fixed random directions (Gaussian, from a seeded generator), one per code bit.
+static PROJECTIONS: LazyLock<Vec<[f32; DESCRIPTOR_LEN]>> = LazyLock::new(|| {
+    let mut state: u64 = 0x6875_6178_696e_6721; // "huaxing!"
+    let mut uniform = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..CODE_BITS)
+        .map(|_| {
+            std::array::from_fn(|_| {
+                // Box–Muller
+                let (u, v) = (uniform().max(f64::MIN_POSITIVE), uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+        })
+        .collect()
+});
+
+/// A descriptor's code.
+pub fn code_of(descriptor: &Descriptor) -> Code {
+    let mean = descriptor.iter().map(|&v| f32::from(v)).sum::<f32>() / DESCRIPTOR_LEN as f32;
+    let centred: [f32; DESCRIPTOR_LEN] = std::array::from_fn(|i| f32::from(descriptor[i]) - mean);
+    let mut code = [0u64; 4];
+    for (bit, direction) in PROJECTIONS.iter().enumerate() {
+        let dot: f32 = direction.iter().zip(&centred).map(|(a, b)| a * b).sum();
+        if dot > 0.0 {
+            code[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+    code
+}
+
+pub fn hamming(a: &Code, b: &Code) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// Euclidean distance between byte descriptors, summed in integers (exact, and vectorised by
+/// the compiler).
+pub fn descriptor_distance(a: &[u8], b: &[u8]) -> f32 {
+    let sum: u32 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = u32::from(x.abs_diff(*y));
+            d * d
+        })
+        .sum();
+    (sum as f32).sqrt()
+}
+
+fn nearest(centres: &[Code], code: &Code) -> usize {
+    (0..centres.len())
+        .min_by_key(|&i| hamming(&centres[i], code))
+        .expect("at least one centre")
+}
+
+/// `k` centres for `codes` by k-majority: assign each code to its nearest centre, set each
+/// bit of a centre to the majority of its codes' bits, repeat. Deterministic: the first
+/// centres are codes spread evenly through the input.
+fn k_majority(codes: &[Code], k: usize) -> Vec<Code> {
+    let k = k.min(codes.len()).max(1);
+    let mut centres: Vec<Code> = (0..k).map(|i| codes[i * codes.len() / k]).collect();
+    for _ in 0..TRAINING_ROUNDS {
+        let mut ones = vec![[0u32; CODE_BITS]; k];
+        let mut sizes = vec![0u32; k];
+        for code in codes {
+            let c = nearest(&centres, code);
+            sizes[c] += 1;
+            for (word, &bits) in code.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    ones[c][word * 64 + bits.trailing_zeros() as usize] += 1;
+                    bits &= bits - 1;
+                }
+            }
+        }
+        for c in (0..k).filter(|&c| sizes[c] > 0) {
+            let mut centre = [0u64; 4];
+            for (bit, &count) in ones[c].iter().enumerate() {
+                if 2 * count > sizes[c] {
+                    centre[bit / 64] |= 1 << (bit % 64);
+                }
+            }
+            centres[c] = centre;
+        }
+    }
+    centres
+}
+
+/// Two levels of binary centres; each leaf owns one posting list.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Vocabulary {
+    pub(super) top: Vec<Code>,
+    /// The leaves below top centre `t` are `leaves[leaf_start[t]..leaf_start[t + 1]]`.
+    pub(super) leaf_start: Vec<u32>,
+    pub(super) leaves: Vec<Code>,
+    /// Keypoints it was trained on.
+    pub(super) trained_on: usize,
+}
+
+impl Vocabulary {
+    /// Trains on `codes` (a sample of the index, in registration order) for about
+    /// `keypoints / LIST_TARGET` lists.
+    pub(super) fn train(codes: &[Code], keypoints: usize) -> Vocabulary {
+        let branching = ((keypoints / LIST_TARGET) as f64)
+            .sqrt()
+            .ceil()
+            .clamp(2.0, MAX_BRANCHING as f64) as usize;
+        let top = k_majority(codes, branching);
+        let mut below: Vec<Vec<Code>> = vec![Vec::new(); top.len()];
+        for code in codes {
+            below[nearest(&top, code)].push(*code);
+        }
+        let mut leaf_start = vec![0u32];
+        let mut leaves = Vec::new();
+        for (t, members) in below.iter().enumerate() {
+            if members.is_empty() {
+                leaves.push(top[t]);
+            } else {
+                leaves.extend(k_majority(members, branching));
+            }
+            leaf_start.push(leaves.len() as u32);
+        }
+        Vocabulary {
+            top,
+            leaf_start,
+            leaves,
+            trained_on: keypoints,
+        }
+    }
+
+    fn leaves_below(&self, t: usize) -> std::ops::Range<usize> {
+        self.leaf_start[t] as usize..self.leaf_start[t + 1] as usize
+    }
+
+    /// The list a code is filed in.
+    pub(super) fn list_of(&self, code: &Code) -> usize {
+        let below = self.leaves_below(nearest(&self.top, code));
+        below.start + nearest(&self.leaves[below], code)
+    }
+
+    /// The lists a lookup scans: the nearest leaves below the nearest top centres.
+    pub(super) fn lists_near(&self, code: &Code) -> Vec<usize> {
+        let mut tops: Vec<(u32, usize)> = self
+            .top
+            .iter()
+            .enumerate()
+            .map(|(t, centre)| (hamming(centre, code), t))
+            .collect();
+        tops.sort_unstable();
+        let mut leaves: Vec<(u32, usize)> = tops
+            .iter()
+            .take(PROBE_TOP)
+            .flat_map(|&(_, t)| self.leaves_below(t))
+            .map(|leaf| (hamming(&self.leaves[leaf], code), leaf))
+            .collect();
+        leaves.sort_unstable();
+        leaves
+            .into_iter()
+            .take(PROBE_LISTS)
+            .map(|(_, l)| l)
+            .collect()
+    }
+}

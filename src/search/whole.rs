@@ -1,0 +1,161 @@
+//! The whole print as one signal: how close two prints' hashes come in their best
+//! orientation, and how far that rises above what chance reaches for the query in this
+//! registry.
+
+use super::Signal;
+use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
+use crate::index::{HashIndex, Indexes};
+
+/// The whole-print similarity of a query's this-many-th nearest registered print, channel by
+/// channel, is what chance reaches for that query: see [`super::Query`].
+const BACKGROUND_RANK: usize = 16;
+
+/// The mean over both hash channels of the similarity of the query's [`BACKGROUND_RANK`]-th
+/// nearest registered print in that channel (itself left out): a copy is one print, the
+/// background is what many reach. A plain channel contributes 0, as in the verifier.
+pub(super) fn whole_background(
+    features: &FeatureSet,
+    indexes: &Indexes,
+    itself: Option<u64>,
+) -> f32 {
+    let channel = |index: &HashIndex, hashes: &Option<DihedralHashes>| {
+        let Some(hashes) = hashes else { return 0.0 };
+        index
+            .nearest(hashes, BACKGROUND_RANK + 1)
+            .into_iter()
+            .filter(|hit| Some(hit.seq) != itself)
+            .nth(BACKGROUND_RANK - 1)
+            .map_or(0.0, |hit| hash_similarity(hit.distance))
+    };
+    (channel(&indexes.structure, &features.structure_hash)
+        + channel(&indexes.lightness, &features.lightness_hash))
+        / 2.0
+}
+
+/// How far `similarity` rises above `background`, rescaled to [0, 1].
+pub(super) fn above_background(similarity: f32, background: f32) -> f32 {
+    ((similarity - background) / (1.0 - background).max(f32::EPSILON)).clamp(0.0, 1.0)
+}
+
+fn hash_similarity(distance: u32) -> f32 {
+    (1.0 - distance as f32 / UNRELATED_HASH_DISTANCE).clamp(0.0, 1.0)
+}
+
+/// Hamming distance at which a hash similarity reaches zero: unrelated 256-bit hashes differ in
+/// about half their bits.
+const UNRELATED_HASH_DISTANCE: f32 = Hash256::BITS as f32 / 2.0;
+
+/// One hash signal: its similarity in [0, 1] and the query orientation that reaches it. A plain
+/// channel on either side is no evidence either way: similarity 0. A single hash never fires
+/// alone; only the mean of both (the whole-print signal) is held against the threshold.
+pub(super) fn hash_signal(
+    name: &'static str,
+    query: Option<&DihedralHashes>,
+    reference: Option<&DihedralHashes>,
+) -> (Signal, Dihedral) {
+    let (Some(query), Some(reference)) = (query, reference) else {
+        let signal = Signal {
+            name,
+            similarity: 0.0,
+            fired: false,
+            detail: "one of the prints is plain in this channel: nothing to compare".into(),
+        };
+        return (signal, Dihedral::Identity);
+    };
+    let (distance, orientation) = query.closest(&reference.upright());
+    let similarity = hash_similarity(distance);
+    let signal = Signal {
+        name,
+        similarity,
+        fired: false,
+        detail: format!(
+            "{distance} of 256 bits differ with the query {}",
+            orientation.describe()
+        ),
+    };
+    (signal, orientation)
+}
+
+/// The whole-print similarity as a score. Below the copy threshold it is squared (relative to
+/// the threshold): unrelated prints reach 0.2–0.4 there by chance, which would otherwise
+/// outrank a real but partial local match (a few rearranged motifs) of the same similarity. At
+/// and above the threshold it is left as it is, so the verdict does not change.
+pub(super) fn whole_score(similarity: f32, copy_threshold: f32) -> f32 {
+    if similarity >= copy_threshold {
+        similarity
+    } else {
+        similarity * similarity / copy_threshold.max(f32::EPSILON)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::features::{extract, global_vector};
+    use crate::index::{KeypointIndex, VECTOR_SHAPE, VectorIndex};
+    use crate::normalize::normalize;
+    use crate::search::DEFAULT_COPY_THRESHOLD;
+
+    /// A generated print: stripes of a width and angle chosen by the seed.
+    fn print(seed: u64) -> FeatureSet {
+        let width = 6 + (seed % 7) as u32 * 3;
+        let image = image::RgbImage::from_fn(128, 128, |x, y| {
+            let band = (x + y * (seed as u32 % 3)) / width + y / (width + seed as u32);
+            if band.is_multiple_of(2) {
+                image::Rgb([200, 40, 40])
+            } else {
+                image::Rgb([240, 230, 200])
+            }
+        });
+        extract(&normalize(&image))
+    }
+
+    fn registry(prints: impl Iterator<Item = FeatureSet>) -> Indexes {
+        let features: HashMap<u64, Arc<FeatureSet>> = prints
+            .enumerate()
+            .map(|(i, f)| (i as u64, Arc::new(f)))
+            .collect();
+        let vectors = VectorIndex::new(global_vector::DIMENSIONS, features.len(), VECTOR_SHAPE);
+        Indexes::new(vectors, KeypointIndex::default(), &features)
+    }
+
+    #[test]
+    fn a_whole_print_match_counts_for_how_far_it_rises_above_chance() {
+        assert_eq!(above_background(0.7, 0.0), 0.7);
+        // A textured query 0.61 from an unrelated print whose background is 0.42: no copy.
+        assert!(above_background(0.61, 0.42) < DEFAULT_COPY_THRESHOLD);
+        // A JPEG copy at 0.89 over a background of 0.36: still a copy.
+        assert!(above_background(0.89, 0.36) >= DEFAULT_COPY_THRESHOLD);
+        assert_eq!(above_background(0.3, 0.4), 0.0);
+        assert_eq!(above_background(1.0, 1.0), 0.0);
+    }
+
+    #[test]
+    fn the_background_is_what_the_sixteenth_nearest_print_reaches() {
+        let query = print(0);
+        let few = registry((1..=15).map(print));
+        assert_eq!(
+            whole_background(&query, &few, None),
+            0.0,
+            "15 prints: no 16th"
+        );
+        let unrelated = whole_background(&query, &registry((1..=40).map(print)), None);
+        let twins = registry(std::iter::repeat_with(|| print(0)).take(20));
+        assert_eq!(
+            whole_background(&query, &twins, None),
+            1.0,
+            "20 copies of it"
+        );
+        assert!(unrelated < 0.9, "{unrelated}");
+        let mut with_itself = (1..=15).map(print).collect::<Vec<_>>();
+        with_itself.push(print(0));
+        assert_eq!(
+            whole_background(&query, &registry(with_itself.into_iter()), Some(15)),
+            0.0,
+            "the query itself is not part of the background"
+        );
+    }
+}
