@@ -47,7 +47,15 @@ pub fn code_of(descriptor: &Descriptor) -> Code {
     let centred: [f32; DESCRIPTOR_LEN] = std::array::from_fn(|i| f32::from(descriptor[i]) - mean);
     let mut code = [0u64; 4];
     for (bit, direction) in PROJECTIONS.iter().enumerate() {
-        let dot: f32 = direction.iter().zip(&centred).map(|(a, b)| a * b).sum();
+        // Eight running sums rather than one: a single float sum must be added in order and
+        // is not vectorised; this made code_of a seventh of an import's time.
+        let mut lanes = [0f32; 8];
+        for (d, c) in direction.chunks_exact(8).zip(centred.chunks_exact(8)) {
+            for lane in 0..8 {
+                lanes[lane] += d[lane] * c[lane];
+            }
+        }
+        let dot: f32 = lanes.iter().sum();
         if dot > 0.0 {
             code[bit / 64] |= 1 << (bit % 64);
         }
@@ -55,8 +63,64 @@ pub fn code_of(descriptor: &Descriptor) -> Code {
     code
 }
 
+#[inline(always)]
 pub fn hamming(a: &Code, b: &Code) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// Adds to `found` the positions in `codes` of those within `bits` of `code`. With the CPU's
+/// popcount instruction where it has one (the portable build counts bits in a dozen
+/// instructions a word), chosen at run time.
+pub fn close_codes(code: &Code, codes: &[Code], bits: u32, found: &mut Vec<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has popcnt, checked just above.
+        return unsafe { close_codes_popcnt(code, codes, bits, found) };
+    }
+    close_codes_portable(code, codes, bits, found);
+}
+
+#[inline(always)]
+fn close_codes_portable(code: &Code, codes: &[Code], bits: u32, found: &mut Vec<usize>) {
+    for (i, candidate) in codes.iter().enumerate() {
+        if hamming(code, candidate) <= bits {
+            found.push(i);
+        }
+    }
+}
+
+/// [`close_codes_portable`], compiled with the popcount instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn close_codes_popcnt(code: &Code, codes: &[Code], bits: u32, found: &mut Vec<usize>) {
+    close_codes_portable(code, codes, bits, found);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_popcount_scan_finds_what_the_portable_one_finds() {
+        let mut state = 1u64;
+        let mut word = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        let codes: Vec<Code> = (0..5000)
+            .map(|_| [word(), word(), word(), word()])
+            .collect();
+        let query = codes[17];
+        for bits in [0, 100, 120, 128, 256] {
+            let (mut fast, mut portable) = (Vec::new(), Vec::new());
+            close_codes(&query, &codes, bits, &mut fast);
+            close_codes_portable(&query, &codes, bits, &mut portable);
+            assert_eq!(fast, portable, "within {bits} bits");
+            assert!(fast.contains(&17));
+        }
+    }
 }
 
 /// Euclidean distance between byte descriptors, summed in integers (exact, and vectorised by

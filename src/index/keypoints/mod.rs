@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 pub use code::descriptor_distance;
-use code::{Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, code_of, hamming};
+use code::{Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of};
 
 use crate::features::FeatureSet;
 use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS};
@@ -213,11 +213,11 @@ impl KeypointIndex {
             None => vec![0],
         };
         let mut found: Vec<(f32, u64)> = Vec::new();
+        let mut close = Vec::new();
         for list in lists.iter().map(|&l| &contents.lists[l]) {
-            for (candidate, &entry) in list.codes.iter().zip(&list.entries) {
-                if hamming(&code, candidate) > SHORTLIST_BITS {
-                    continue;
-                }
+            close.clear();
+            close_codes(&code, &list.codes, SHORTLIST_BITS, &mut close);
+            for entry in close.iter().map(|&i| list.entries[i]) {
                 let (seq, features) = &contents.prints[(entry >> KEYPOINT_BITS) as usize];
                 let keypoint = (entry & ((1 << KEYPOINT_BITS) - 1)) as usize;
                 let distance =
@@ -237,6 +237,7 @@ mod tests {
     use std::fs;
     use std::path::Path;
 
+    use super::code::hamming;
     use super::*;
     use crate::search::local::MATCH_DISTANCE;
 
