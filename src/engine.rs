@@ -386,7 +386,7 @@ impl Engine {
             None => None,
         };
         Ok(search::compare(
-            &Query::in_registry(a, &self.indexes, itself),
+            &Query::in_registry(a, &self.indexes, itself, 0),
             b,
             self.config.copy_threshold,
         ))

@@ -16,7 +16,7 @@ use crate::features::global_vector::similarity;
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
-use whole::{above_background, hash_signal, whole_background, whole_score};
+use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
 /// verdict" and docs/matching.md for how it was chosen.
@@ -73,7 +73,8 @@ pub struct Signal {
 pub struct Query<'a> {
     pub features: &'a FeatureSet,
     descriptors: QueryDescriptors<'a>,
-    /// Prints that distinctive query keypoints land near, most votes first.
+    /// The registered prints nearest the query in each hash channel, then those that
+    /// distinctive query keypoints land near, most votes first.
     candidates: Vec<u64>,
     /// The weighed votes of the query keypoints that land near each registered print; `None`
     /// without a registry.
@@ -98,10 +99,17 @@ impl<'a> Query<'a> {
         }
     }
 
-    /// A query looked up in the keypoint index: keypoints common among registered prints
-    /// count for less, and the prints most keypoints land near become candidates. A query that
-    /// is itself registered (`itself`) does not count its own keypoints as common.
-    pub fn in_registry(features: &'a FeatureSet, indexes: &Indexes, itself: Option<u64>) -> Self {
+    /// A query looked up in the registry's hash and keypoint indexes: keypoints common among
+    /// registered prints count for less, a whole-print match counts above the query's
+    /// background, and the `wanted` nearest prints in each hash channel and the prints most
+    /// keypoints land near become candidates. A query that is itself registered (`itself`)
+    /// does not count its own keypoints as common, nor itself as background.
+    pub fn in_registry(
+        features: &'a FeatureSet,
+        indexes: &Indexes,
+        itself: Option<u64>,
+        wanted: usize,
+    ) -> Self {
         let mut descriptors = QueryDescriptors::new(&features.local);
         let lookups: Vec<&[u8; 128]> = features
             .local
@@ -138,12 +146,18 @@ impl<'a> Query<'a> {
         let n = features.local.descriptors.len();
         let commonness: Vec<usize> = landings.iter().map(Vec::len).collect();
         descriptors.weigh([commonness[..n].to_vec(), commonness[n..].to_vec()]);
+        let neighbours = hash_neighbours(features, indexes, wanted);
+        let candidates = neighbours
+            .iter()
+            .flat_map(|hits| hits.iter().take(wanted).map(|hit| hit.seq))
+            .chain(ranked.into_iter().map(|(seq, _)| seq))
+            .collect();
         Query {
             features,
             descriptors,
-            candidates: ranked.into_iter().map(|(seq, _)| seq).collect(),
+            candidates,
             landings: Some(votes),
-            whole_background: whole_background(features, indexes, itself),
+            whole_background: whole_background(&neighbours, itself),
         }
     }
 }
@@ -322,17 +336,9 @@ pub fn rank(
     k: usize,
     copy_threshold: f32,
 ) -> Vec<(u64, Comparison)> {
-    let query = Query::in_registry(features, indexes, itself);
     let wanted = k.max(CANDIDATES_PER_SIGNAL);
+    let query = Query::in_registry(features, indexes, itself, wanted);
     let mut candidates = BTreeSet::new();
-    for (index, hashes) in [
-        (&indexes.structure, &features.structure_hash),
-        (&indexes.lightness, &features.lightness_hash),
-    ] {
-        if let Some(hashes) = hashes {
-            candidates.extend(index.nearest(hashes, wanted).into_iter().map(|hit| hit.seq));
-        }
-    }
     candidates.extend(
         indexes
             .vectors

@@ -4,32 +4,42 @@
 
 use super::Signal;
 use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
-use crate::index::{HashIndex, Indexes};
+use crate::index::{HashHit, HashIndex, Indexes};
 
 /// The whole-print similarity of a query's this-many-th nearest registered print, channel by
 /// channel, is what chance reaches for that query: see [`super::Query`].
 const BACKGROUND_RANK: usize = 16;
 
-/// The mean over both hash channels of the similarity of the query's [`BACKGROUND_RANK`]-th
-/// nearest registered print in that channel (itself left out): a copy is one print, the
-/// background is what many reach. A plain channel contributes 0, as in the verifier.
-pub(super) fn whole_background(
+/// The query's `k` nearest registered prints in each hash channel (structure, lightness),
+/// nearest first, and at least as many as [`whole_background`] reads; none in a plain channel.
+/// One scan serves both the background and the search's whole-print candidates.
+pub(super) fn hash_neighbours(
     features: &FeatureSet,
     indexes: &Indexes,
-    itself: Option<u64>,
-) -> f32 {
-    let channel = |index: &HashIndex, hashes: &Option<DihedralHashes>| {
-        let Some(hashes) = hashes else { return 0.0 };
-        index
-            .nearest(hashes, BACKGROUND_RANK + 1)
-            .into_iter()
+    k: usize,
+) -> [Vec<HashHit>; 2] {
+    let channel = |index: &HashIndex, hashes: &Option<DihedralHashes>| match hashes {
+        Some(hashes) => index.nearest(hashes, k.max(BACKGROUND_RANK + 1)),
+        None => Vec::new(),
+    };
+    [
+        channel(&indexes.structure, &features.structure_hash),
+        channel(&indexes.lightness, &features.lightness_hash),
+    ]
+}
+
+/// The mean over both hash channels of the similarity of the query's [`BACKGROUND_RANK`]-th
+/// nearest registered print in that channel (itself left out), from [`hash_neighbours`]: a
+/// copy is one print, the background is what many reach. A plain channel contributes 0, as in
+/// the verifier.
+pub(super) fn whole_background(neighbours: &[Vec<HashHit>; 2], itself: Option<u64>) -> f32 {
+    let channel = |hits: &[HashHit]| {
+        hits.iter()
             .filter(|hit| Some(hit.seq) != itself)
             .nth(BACKGROUND_RANK - 1)
             .map_or(0.0, |hit| hash_similarity(hit.distance))
     };
-    (channel(&indexes.structure, &features.structure_hash)
-        + channel(&indexes.lightness, &features.lightness_hash))
-        / 2.0
+    (channel(&neighbours[0]) + channel(&neighbours[1])) / 2.0
 }
 
 /// How far `similarity` rises above `background`, rescaled to [0, 1].
@@ -138,14 +148,17 @@ mod tests {
         let query = print(0);
         let few = registry((1..=15).map(print));
         assert_eq!(
-            whole_background(&query, &few, None),
+            whole_background(&hash_neighbours(&query, &few, 0), None),
             0.0,
             "15 prints: no 16th"
         );
-        let unrelated = whole_background(&query, &registry((1..=40).map(print)), None);
+        let unrelated = whole_background(
+            &hash_neighbours(&query, &registry((1..=40).map(print)), 0),
+            None,
+        );
         let twins = registry(std::iter::repeat_with(|| print(0)).take(20));
         assert_eq!(
-            whole_background(&query, &twins, None),
+            whole_background(&hash_neighbours(&query, &twins, 0), None),
             1.0,
             "20 copies of it"
         );
@@ -153,7 +166,10 @@ mod tests {
         let mut with_itself = (1..=15).map(print).collect::<Vec<_>>();
         with_itself.push(print(0));
         assert_eq!(
-            whole_background(&query, &registry(with_itself.into_iter()), Some(15)),
+            whole_background(
+                &hash_neighbours(&query, &registry(with_itself.into_iter()), 0),
+                Some(15)
+            ),
             0.0,
             "the query itself is not part of the background"
         );
