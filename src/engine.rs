@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::decode::decode;
 use crate::error::{Error, Result};
 use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector};
-use crate::index::{Graph, GraphShape, Indexes, KeypointIndex, VECTOR_SHAPE};
+use crate::index::{Indexes, KeypointIndex, VECTOR_SHAPE, VectorIndex};
 use crate::ledger::LogEntry;
 use crate::normalize::normalize;
 use crate::registry::audit::AuditLog;
@@ -26,11 +26,8 @@ use crate::registry::{
 };
 use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query, RegisteredFeatures};
 
-const VECTORS: GraphSpec = GraphSpec {
-    name: "vectors",
-    dimensions: global_vector::DIMENSIONS,
-    shape: VECTOR_SHAPE,
-};
+/// The global-vector graph's folder in the index folder.
+const VECTORS_DIR: &str = "vectors";
 
 /// The keypoint index's file in the index folder.
 const KEYPOINTS_FILE: &str = "keypoints.bin";
@@ -176,9 +173,7 @@ impl Engine {
             started.elapsed().as_secs_f32()
         );
         let index_dir = data_dir.join("index");
-        let vectors = load_or_build(&index_dir, &VECTORS, &features, |seq, f| {
-            vec![(seq, f.global_vector.clone())]
-        })?;
+        let vectors = load_or_build_vectors(&index_dir, &features)?;
         let keypoints = load_or_build_keypoints(&index_dir, &features)?;
         let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
         let indexes = Indexes::new(vectors, keypoints, &features);
@@ -458,7 +453,7 @@ impl Engine {
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         self.indexes
             .vectors
-            .save(&dir.join(VECTORS.name), FEATURE_VERSION)?;
+            .save(&dir.join(VECTORS_DIR), FEATURE_VERSION)?;
         self.indexes
             .keypoints
             .save(&dir.join(KEYPOINTS_FILE), FEATURE_VERSION)?;
@@ -531,30 +526,15 @@ fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, 
     Ok(features)
 }
 
-/// One persisted graph: where it lives and how it is shaped. Its ids are sequence numbers.
-struct GraphSpec {
-    name: &'static str,
-    dimensions: usize,
-    shape: GraphShape,
-}
-
-/// Loads a persisted graph and adds what the registry has beyond it; rebuilds it from the
-/// registry when the dump is missing, stale, or holds prints the registry lacks. Says which in
-/// the log, with the rate of any rebuild.
-fn load_or_build<T, D>(
-    dir: &Path,
-    spec: &GraphSpec,
-    features: &[(u64, Arc<FeatureSet>)],
-    items_of: impl Fn(u64, &FeatureSet) -> Vec<(u64, Vec<T>)>,
-) -> Result<Graph<T, D>>
-where
-    T: crate::index::graph::Element,
-    D: anndists::dist::Distance<T> + Default + Send + Sync,
-{
-    let name = spec.name;
+/// Loads the persisted global-vector graph (its ids are sequence numbers) and adds what the
+/// registry has beyond it; rebuilds it from the registry when the dump is missing, stale, or
+/// holds prints the registry lacks. Says which in the log, with the rate of any rebuild.
+fn load_or_build_vectors(dir: &Path, features: &[(u64, Arc<FeatureSet>)]) -> Result<VectorIndex> {
+    let name = VECTORS_DIR;
     let dir = dir.join(name);
     let started = Instant::now();
-    let loaded = match Graph::<T, D>::load(&dir, FEATURE_VERSION, spec.dimensions, spec.shape) {
+    let dimensions = global_vector::DIMENSIONS;
+    let loaded = match VectorIndex::load(&dir, FEATURE_VERSION, dimensions, VECTOR_SHAPE) {
         Ok(Some(graph)) => {
             let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
             let foreign = graph
@@ -588,19 +568,20 @@ where
             None
         }
     };
-    let graph = loaded.unwrap_or_else(|| Graph::new(spec.dimensions, features.len(), spec.shape));
+    let graph =
+        loaded.unwrap_or_else(|| VectorIndex::new(dimensions, features.len(), VECTOR_SHAPE));
     let present = graph.members();
     let missing: Vec<&(u64, Arc<FeatureSet>)> = features
         .iter()
-        .filter(|(seq, f)| !present.contains(seq) && !items_of(*seq, f).is_empty())
+        .filter(|(seq, _)| !present.contains(seq))
         .collect();
     if !missing.is_empty() {
         let started = Instant::now();
         let mut done = 0;
         for chunk in missing.chunks(1000) {
-            let items: Vec<(u64, Vec<T>)> = chunk
+            let items: Vec<(u64, Vec<f32>)> = chunk
                 .iter()
-                .flat_map(|(seq, f)| items_of(*seq, f))
+                .map(|(seq, f)| (*seq, f.global_vector.clone()))
                 .collect();
             graph.insert_many(&items)?;
             done += chunk.len();
