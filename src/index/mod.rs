@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use graph::{Graph, GraphShape, Hit, VectorIndex};
 pub use hashes::{HashHit, HashIndex};
-pub use keypoints::{KeypointIndex, descriptor_distance};
+pub use keypoints::{KeypointIndex, nearest_below, squared_bound, squared_distance_below};
 
 use crate::error::Result;
 use crate::features::FeatureSet;

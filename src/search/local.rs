@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::features::keypoints::{
     Descriptor, Keypoint, LocalFeatures, mirror_descriptor, mirror_keypoint,
 };
-use crate::index::descriptor_distance;
+use crate::index::{nearest_below, squared_bound, squared_distance_below};
 
 /// Largest descriptor distance that counts as a match (descriptors have length 512).
 pub const MATCH_DISTANCE: f32 = 200.0;
@@ -93,6 +93,7 @@ pub struct LocalEvidence {
 /// once per query.
 pub struct QueryDescriptors<'a> {
     pub features: &'a LocalFeatures,
+    pub given: Vec<Descriptor>,
     pub mirrored: Vec<Descriptor>,
     /// Per keypoint: the kind it belongs to (keypoints with near-equal descriptors share one).
     kinds: Vec<usize>,
@@ -104,11 +105,13 @@ pub struct QueryDescriptors<'a> {
 impl<'a> QueryDescriptors<'a> {
     /// Every keypoint at full weight, as when there is no registry to compare with.
     pub fn new(features: &'a LocalFeatures) -> Self {
-        let n = features.descriptors.len();
+        let given = features.unpacked_descriptors();
+        let n = given.len();
         QueryDescriptors {
             features,
-            mirrored: features.descriptors.iter().map(mirror_descriptor).collect(),
-            kinds: kinds_of(&features.descriptors),
+            mirrored: given.iter().map(mirror_descriptor).collect(),
+            kinds: kinds_of(&given),
+            given,
             weights: [vec![1.0; n], vec![1.0; n]],
         }
     }
@@ -135,9 +138,10 @@ fn kinds_of(descriptors: &[Descriptor]) -> Vec<usize> {
         }
         i
     }
+    let bound = squared_bound(MATCH_DISTANCE);
     for i in 0..descriptors.len() {
         for j in i + 1..descriptors.len() {
-            if descriptor_distance(&descriptors[i], &descriptors[j]) < MATCH_DISTANCE {
+            if squared_distance_below(&descriptors[i], &descriptors[j], bound).is_some() {
                 let (a, b) = (root(&mut parent, i), root(&mut parent, j));
                 parent[a.max(b)] = a.min(b);
             }
@@ -163,24 +167,18 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
     if query.features.descriptors.is_empty() || reference.descriptors.is_empty() {
         return LocalEvidence::default();
     }
-    // Best match of each reference keypoint, per orientation of the query.
-    let mut best: BTreeMap<(bool, usize), (f32, usize)> = BTreeMap::new();
-    for (mirrored, descriptors) in [
-        (false, &query.features.descriptors),
-        (true, &query.mirrored),
-    ] {
+    let references = reference.unpacked_descriptors();
+    // Best match of each reference keypoint, per orientation of the query, by squared
+    // distance.
+    let mut best: BTreeMap<(bool, usize), (u32, usize)> = BTreeMap::new();
+    for (mirrored, descriptors) in [(false, &query.given), (true, &query.mirrored)] {
         for (qi, descriptor) in descriptors.iter().enumerate() {
-            let (ri, distance) = reference
-                .descriptors
-                .iter()
-                .enumerate()
-                .map(|(ri, r)| (ri, descriptor_distance(descriptor, r)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("reference has descriptors");
-            if distance < MATCH_DISTANCE {
-                let entry = best.entry((mirrored, ri)).or_insert((distance, qi));
-                if distance < entry.0 {
-                    *entry = (distance, qi);
+            if let Some((ri, squared)) =
+                nearest_below(descriptor, &references, squared_bound(MATCH_DISTANCE))
+            {
+                let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
+                if squared < entry.0 {
+                    *entry = (squared, qi);
                 }
             }
         }

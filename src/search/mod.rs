@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
+use crate::features::keypoints::Descriptor;
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
@@ -111,9 +112,8 @@ impl<'a> Query<'a> {
         wanted: usize,
     ) -> Self {
         let mut descriptors = QueryDescriptors::new(&features.local);
-        let lookups: Vec<&[u8; 128]> = features
-            .local
-            .descriptors
+        let lookups: Vec<&Descriptor> = descriptors
+            .given
             .iter()
             .chain(&descriptors.mirrored)
             .collect();
@@ -143,7 +143,7 @@ impl<'a> Query<'a> {
         let mut ranked: Vec<(u64, f32)> = votes.iter().map(|(s, n)| (*s, *n)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(KEYPOINT_CANDIDATES);
-        let n = features.local.descriptors.len();
+        let n = descriptors.given.len();
         let commonness: Vec<usize> = landings.iter().map(Vec::len).collect();
         descriptors.weigh([commonness[..n].to_vec(), commonness[n..].to_vec()]);
         let neighbours = hash_neighbours(features, indexes, wanted);

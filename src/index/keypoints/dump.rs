@@ -210,18 +210,18 @@ impl KeypointIndex {
         let mut prints = Vec::with_capacity(seqs.len());
         for seq in seqs {
             match features_of(seq) {
-                Some(features) => prints.push((seq, features)),
+                Some(features) => prints.push((seq, features.local.descriptors.clone())),
                 None => return Ok(None),
             }
         }
         let in_range = lists.iter().flat_map(|l| &l.entries).all(|&entry| {
             prints
                 .get((entry >> KEYPOINT_BITS) as usize)
-                .is_some_and(|(_, f)| {
-                    ((entry & ((1 << KEYPOINT_BITS) - 1)) as usize) < f.local.descriptors.len()
+                .is_some_and(|(_, descriptors)| {
+                    ((entry & ((1 << KEYPOINT_BITS) - 1)) as usize) < descriptors.len()
                 })
         });
-        let expected: usize = prints.iter().map(|(_, f)| f.local.descriptors.len()).sum();
+        let expected: usize = prints.iter().map(|(_, d)| d.len()).sum();
         if !in_range || keypoints != expected {
             return Err(damaged("entries do not match the prints' keypoints"));
         }

@@ -20,11 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-pub use code::descriptor_distance;
 use code::{Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of};
+pub use code::{nearest_below, squared_bound, squared_distance_below};
 
 use crate::features::FeatureSet;
-use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS};
+use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
 
 /// Codes further apart than this are not checked against the exact descriptor. Among the
 /// fixtures' descriptors, pairs within the verifier's match distance differ in at most 59 bits
@@ -53,8 +53,9 @@ struct Contents {
     /// `None` while the index is too small to train: one list holds every code.
     vocabulary: Option<Vocabulary>,
     lists: Vec<PostingList>,
-    /// Prints by slot, and the slot of each print.
-    prints: Vec<(u64, Arc<FeatureSet>)>,
+    /// Prints by slot with their descriptors (shared with their features), and the slot of
+    /// each print.
+    prints: Vec<(u64, Arc<[PackedDescriptor]>)>,
     slots: HashMap<u64, u32>,
     keypoints: usize,
 }
@@ -147,7 +148,12 @@ impl KeypointIndex {
     /// vocabulary again when the index has grown enough (at most a few seconds, a few
     /// times in the index's life; lookups go on meanwhile).
     pub fn insert(&self, seq: u64, features: Arc<FeatureSet>) {
-        let codes: Vec<Code> = features.local.descriptors.iter().map(code_of).collect();
+        let codes: Vec<Code> = features
+            .local
+            .descriptors
+            .iter()
+            .map(|d| code_of(&d.unpack()))
+            .collect();
         let _inserting = self.inserting.lock().expect("keypoint insertion lock");
         self.insert_codes(seq, features, &codes);
         if self.read().needs_training() {
@@ -162,7 +168,9 @@ impl KeypointIndex {
             return;
         }
         let slot = contents.prints.len() as u32;
-        contents.prints.push((seq, features));
+        contents
+            .prints
+            .push((seq, features.local.descriptors.clone()));
         contents.slots.insert(seq, slot);
         contents.file(slot, codes);
     }
@@ -172,7 +180,13 @@ impl KeypointIndex {
         use rayon::prelude::*;
         let codes: Vec<Vec<Code>> = prints
             .par_iter()
-            .map(|(_, f)| f.local.descriptors.iter().map(code_of).collect())
+            .map(|(_, f)| {
+                f.local
+                    .descriptors
+                    .iter()
+                    .map(|d| code_of(&d.unpack()))
+                    .collect()
+            })
             .collect();
         let _inserting = self.inserting.lock().expect("keypoint insertion lock");
         for ((seq, features), codes) in prints.iter().zip(&codes) {
@@ -212,24 +226,56 @@ impl KeypointIndex {
             Some(vocabulary) => vocabulary.lists_near(&code),
             None => vec![0],
         };
-        let mut found: Vec<(f32, u64)> = Vec::new();
+        let bound = squared_bound(max_distance);
+        let mut found: Vec<(u32, u64)> = Vec::new();
         let mut close = Vec::new();
+        let mut shortlist = Vec::new();
         for list in lists.iter().map(|&l| &contents.lists[l]) {
             close.clear();
             close_codes(&code, &list.codes, SHORTLIST_BITS, &mut close);
-            for entry in close.iter().map(|&i| list.entries[i]) {
-                let (seq, features) = &contents.prints[(entry >> KEYPOINT_BITS) as usize];
-                let keypoint = (entry & ((1 << KEYPOINT_BITS) - 1)) as usize;
-                let distance =
-                    descriptor_distance(descriptor, &features.local.descriptors[keypoint]);
-                if distance < max_distance {
-                    found.push((distance, *seq));
-                }
+            shortlist.extend(close.iter().map(|&i| list.entries[i]));
+        }
+        let held = |entry: u32| {
+            let (seq, descriptors) = &contents.prints[(entry >> KEYPOINT_BITS) as usize];
+            (
+                *seq,
+                &descriptors[(entry & ((1 << KEYPOINT_BITS) - 1)) as usize],
+            )
+        };
+        // Each held descriptor lies with its own print, far from the others, and waiting for
+        // memory was most of a lookup's time: ask for all of them before reading any, so that
+        // the waits overlap.
+        for &entry in &shortlist {
+            prefetch(held(entry).1);
+        }
+        for &entry in &shortlist {
+            let (seq, descriptor_held) = held(entry);
+            if let Some(squared) =
+                squared_distance_below(descriptor, &descriptor_held.unpack(), bound)
+            {
+                found.push((squared, seq));
             }
         }
-        found.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        found.sort_unstable();
         found.into_iter().take(k).map(|(_, seq)| seq).collect()
     }
+}
+
+/// Starts loading `descriptor` into the cache, where the CPU has a way to.
+fn prefetch(descriptor: &PackedDescriptor) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = std::ptr::from_ref(descriptor).cast::<i8>();
+        // SAFETY: SSE is part of x86-64, and a prefetch reads nothing: any address is sound.
+        // 64 bytes: two cache lines unless aligned.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(start);
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(63));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = descriptor;
 }
 
 #[cfg(test)]
@@ -239,6 +285,7 @@ mod tests {
 
     use super::code::hamming;
     use super::*;
+    use crate::features::keypoints::PackedDescriptor;
     use crate::search::local::MATCH_DISTANCE;
 
     /// Descriptors of the fixture prints and their copies.
@@ -258,7 +305,7 @@ mod tests {
                 .unwrap()
                 .features
                 .local
-                .descriptors
+                .unpacked_descriptors()
         })
         .collect()
     }
@@ -267,11 +314,12 @@ mod tests {
     fn close_descriptors_have_close_codes() {
         let descriptors = fixture_descriptors();
         let codes: Vec<Code> = descriptors.iter().map(code_of).collect();
+        let match_bound = squared_bound(MATCH_DISTANCE);
         let (mut close, mut close_kept, mut far, mut far_kept, mut worst) = (0, 0, 0, 0, 0);
         for i in 0..descriptors.len() {
             for j in i + 1..descriptors.len() {
                 let bits = hamming(&codes[i], &codes[j]);
-                if descriptor_distance(&descriptors[i], &descriptors[j]) < MATCH_DISTANCE {
+                if squared_distance_below(&descriptors[i], &descriptors[j], match_bound).is_some() {
                     close += 1;
                     close_kept += usize::from(bits <= SHORTLIST_BITS);
                     worst = worst.max(bits);
@@ -306,13 +354,13 @@ mod tests {
         };
         (0..prints)
             .map(|p| {
-                let descriptors: Vec<Descriptor> = (0..per_print)
+                let descriptors: Vec<PackedDescriptor> = (0..per_print)
                     .map(|_| {
                         let mut d = base[next() % base.len()];
                         for v in d.iter_mut() {
                             *v = v.saturating_add((next() % 9) as u8).saturating_sub(4);
                         }
-                        d
+                        PackedDescriptor::pack(&d)
                     })
                     .collect();
                 let mut features = FeatureSet::default();
@@ -325,7 +373,7 @@ mod tests {
                     };
                     per_print
                 ];
-                features.local.descriptors = descriptors;
+                features.local.descriptors = descriptors.into();
                 (1000 + p, Arc::new(features))
             })
             .collect()
@@ -336,10 +384,10 @@ mod tests {
         prints
             .iter()
             .filter(|(_, f)| {
-                f.local
-                    .descriptors
-                    .iter()
-                    .any(|d| descriptor_distance(d, query) < MATCH_DISTANCE)
+                f.local.descriptors.iter().any(|d| {
+                    squared_distance_below(&d.unpack(), query, squared_bound(MATCH_DISTANCE))
+                        .is_some()
+                })
             })
             .map(|(seq, _)| *seq)
             .collect()
@@ -424,7 +472,7 @@ mod tests {
         reloaded.insert(5, more[0].1.clone());
         assert!(
             reloaded
-                .prints_near(&more[0].1.local.descriptors[0], 100, 1.0)
+                .prints_near(&more[0].1.local.descriptors[0].unpack(), 100, 1.0)
                 .contains(&5)
         );
 
