@@ -9,9 +9,9 @@
 //!   trained on the registered codes by k-majority (k-means for bit strings, as the binary
 //!   vocabulary trees of image retrieval do) and trained again each time the index grows
 //!   fourfold, up to 16,384 lists. A lookup scans the lists whose centres are nearest the query's code.
-//! - A code that comes close is checked against the exact descriptor, read from the print's
-//!   features (held once, shared with the verifier), so "lands near" means what the
-//!   verifier's match distance means.
+//! - A code that comes close is checked against the descriptor itself (held once, shared with
+//!   the print's features and so with the verifier), so "lands near" means what the verifier's
+//!   match distance means.
 
 mod code;
 mod dump;
