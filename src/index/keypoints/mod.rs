@@ -67,10 +67,11 @@ impl Contents {
                 Some(vocabulary) => vocabulary.list_of(code),
                 None => 0,
             };
-            self.lists[list].codes.push(*code);
-            self.lists[list]
-                .entries
-                .push(slot << KEYPOINT_BITS | k as u32);
+            push_sparingly(&mut self.lists[list].codes, *code);
+            push_sparingly(
+                &mut self.lists[list].entries,
+                slot << KEYPOINT_BITS | k as u32,
+            );
         }
         self.keypoints += codes.len();
     }
@@ -101,8 +102,22 @@ impl Contents {
                 to.entries.push(*entry);
             }
         }
+        for list in &mut lists {
+            list.codes.shrink_to_fit();
+            list.entries.shrink_to_fit();
+        }
         (vocabulary, lists)
     }
+}
+
+/// Pushes onto a posting list, growing it by an eighth when full rather than doubling it: the
+/// lists are many (16,384) and each gains a few codes now and then, so doubling would leave up
+/// to half of the index's memory allocated and unused.
+fn push_sparingly<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == list.capacity() {
+        list.reserve_exact(list.capacity() / 8 + 4);
+    }
+    list.push(item);
 }
 
 /// The index. Lookups share it; one insertion at a time changes it.
