@@ -26,7 +26,7 @@ pub use code::{nearest_below, squared_bound, squared_distance_below};
 use crate::features::FeatureSet;
 use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
 
-/// Codes further apart than this are not checked against the exact descriptor. Among the
+/// Codes further apart than this are not checked against the descriptor. Among the
 /// fixtures' descriptors, pairs within the verifier's match distance differ in at most 59 bits
 /// and 2.5% of the other pairs come this close (`close_descriptors_have_close_codes`).
 const SHORTLIST_BITS: u32 = 64;
@@ -300,7 +300,6 @@ mod tests {
 
     use super::code::hamming;
     use super::*;
-    use crate::features::keypoints::PackedDescriptor;
     use crate::search::local::MATCH_DISTANCE;
 
     /// Descriptors of the fixture prints and their copies.
