@@ -27,9 +27,11 @@ use crate::features::FeatureSet;
 use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
 
 /// Codes further apart than this are not checked against the descriptor. Among the
-/// fixtures' descriptors, pairs within the verifier's match distance differ in at most 59 bits
-/// and 2.5% of the other pairs come this close (`close_descriptors_have_close_codes`).
-const SHORTLIST_BITS: u32 = 64;
+/// fixtures' descriptors, 99.9% of the pairs within the verifier's match distance differ in at
+/// most 56 bits (the worst in 59), and 1.4% of the other pairs come this close (2.5% within 64
+/// bits): each check is a cache miss, and in a large registry they were most of a lookup.
+/// (`close_descriptors_have_close_codes`.)
+const SHORTLIST_BITS: u32 = 56;
 /// An index smaller than this is scanned whole: training would cost more than it saves.
 const TRAIN_AT: usize = 8192;
 /// Trained again once it holds this many times the keypoints it was trained on, until a
@@ -438,11 +440,9 @@ mod tests {
             "6,000 keypoints: not worth training"
         );
         let queries: Vec<Descriptor> = base.iter().step_by(5).copied().collect();
-        assert_eq!(
-            recall(&index, &prints[..60], &queries),
-            1.0,
-            "an untrained index scans all"
-        );
+        // An untrained index scans every code: only the shortlist's bit limit loses any.
+        let untrained = recall(&index, &prints[..60], &queries);
+        assert!(untrained >= 0.99, "untrained recall {untrained}");
         for (seq, features) in &prints[60..] {
             index.insert(*seq, features.clone());
         }
