@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
-use crate::features::keypoints::DESCRIPTOR_LEN;
+use crate::features::keypoints::PackedDescriptor;
 
 /// Sizes in bytes.
 #[derive(Debug, Default)]
@@ -40,7 +40,7 @@ pub fn of_data_dir(data: &Path) -> Result<Stats> {
         let n = features.local.keypoints.len() as u64;
         stats.keypoints += n;
         geometry += 16 * n;
-        descriptors += (DESCRIPTOR_LEN / 2) as u64 * n;
+        descriptors += size_of::<PackedDescriptor>() as u64 * n;
     }
     stats.signals = vec![
         ("whole-print hashes (8 orientations x 2 channels)", hashes),

@@ -168,14 +168,13 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
         return LocalEvidence::default();
     }
     let references = reference.unpacked_descriptors();
+    let bound = squared_bound(MATCH_DISTANCE);
     // Best match of each reference keypoint, per orientation of the query, by squared
     // distance.
     let mut best: BTreeMap<(bool, usize), (u32, usize)> = BTreeMap::new();
     for (mirrored, descriptors) in [(false, &query.given), (true, &query.mirrored)] {
         for (qi, descriptor) in descriptors.iter().enumerate() {
-            if let Some((ri, squared)) =
-                nearest_below(descriptor, &references, squared_bound(MATCH_DISTANCE))
-            {
+            if let Some((ri, squared)) = nearest_below(descriptor, &references, bound) {
                 let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
                 if squared < entry.0 {
                     *entry = (squared, qi);

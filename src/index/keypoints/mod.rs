@@ -165,12 +165,7 @@ impl KeypointIndex {
     /// vocabulary again when the index has grown enough (at most a few seconds, a few
     /// times in the index's life; lookups go on meanwhile).
     pub fn insert(&self, seq: u64, features: Arc<FeatureSet>) {
-        let codes: Vec<Code> = features
-            .local
-            .descriptors
-            .iter()
-            .map(|d| code_of(&d.unpack()))
-            .collect();
+        let codes = codes_of(&features.local.descriptors);
         let _inserting = self.inserting.lock().expect("keypoint insertion lock");
         self.insert_codes(seq, features, &codes);
         if self.read().needs_training() {
@@ -197,13 +192,7 @@ impl KeypointIndex {
         use rayon::prelude::*;
         let codes: Vec<Vec<Code>> = prints
             .par_iter()
-            .map(|(_, f)| {
-                f.local
-                    .descriptors
-                    .iter()
-                    .map(|d| code_of(&d.unpack()))
-                    .collect()
-            })
+            .map(|(_, f)| codes_of(&f.local.descriptors))
             .collect();
         let _inserting = self.inserting.lock().expect("keypoint insertion lock");
         for ((seq, features), codes) in prints.iter().zip(&codes) {
@@ -276,6 +265,11 @@ impl KeypointIndex {
         found.sort_unstable();
         found.into_iter().take(k).map(|(_, seq)| seq).collect()
     }
+}
+
+/// The codes of a print's descriptors, in keypoint order.
+fn codes_of(descriptors: &[PackedDescriptor]) -> Vec<Code> {
+    descriptors.iter().map(|d| code_of(&d.unpack())).collect()
 }
 
 /// Starts loading `descriptor` into the cache, where the CPU has a way to.
