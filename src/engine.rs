@@ -204,7 +204,7 @@ impl Engine {
     /// record; otherwise the new pattern is durably committed, with its log entry, before this
     /// returns. A pattern judged a copy of a published one is held as `pending_review`.
     pub fn register(&self, bytes: &[u8], meta: PatternMeta) -> Result<Registration> {
-        let analysis = analyze(bytes)?;
+        let mut analysis = analyze(bytes)?;
         if let Some(existing) = self.registry.find_by_id(&analysis.id)? {
             return Ok(Registration {
                 pattern: existing,
@@ -246,6 +246,7 @@ impl Engine {
             let held_for = serde_json::Value::from(held_for).to_string();
             (Status::PendingReview, Some(held_for))
         };
+        analysis.features.local.keep_registered();
         self.blobs.put(bytes)?;
         let new = NewPattern {
             id: analysis.id,
@@ -499,7 +500,8 @@ fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, 
                 if let Some(features) = current(s) {
                     return Ok((s.seq, features));
                 }
-                let fresh = analyze(&blobs.get(&s.sha256)?)?.features;
+                let mut fresh = analyze(&blobs.get(&s.sha256)?)?.features;
+                fresh.local.keep_registered();
                 registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
                 redone.fetch_add(1, Ordering::Relaxed);
                 Ok((s.seq, fresh))

@@ -8,6 +8,9 @@ use image::{ImageBuffer, Luma, RgbImage, imageops};
 
 /// Longest side of the working image, in pixels.
 pub const WORKING_SIDE: u32 = 256;
+/// Longest side of the structure channel keypoints are detected on: the motifs of a rearranged
+/// print are 20–50 pixels across at the working side, too few for several keypoints each.
+pub const DETAIL_SIDE: u32 = 384;
 
 /// A grey image with float samples.
 pub type GrayF32 = ImageBuffer<Luma<f32>, Vec<f32>>;
@@ -24,33 +27,83 @@ pub struct PrintImage {
     /// CIELAB lightness L* / 100: keeps the coarse layout that edges lose on dense all-over
     /// prints.
     pub lightness: GrayF32,
+    /// The structure channel at [`DETAIL_SIDE`], for keypoints.
+    pub detail: GrayF32,
 }
 
 /// Channels are kept in [0, 1]: `image`'s resampling clamps float samples to that range.
 ///
-/// Resizes to the working resolution (aspect kept) and converts to CIELAB.
+/// Resizes to the working resolution (aspect kept) and converts to CIELAB; derives the
+/// structure channel once more at [`DETAIL_SIDE`] for keypoints.
 pub fn normalize(rgb: &RgbImage) -> PrintImage {
-    let (w, h) = rgb.dimensions();
-    let scale = WORKING_SIDE as f32 / w.max(h) as f32;
-    let width = ((w as f32 * scale).round() as u32).max(1);
-    let height = ((h as f32 * scale).round() as u32).max(1);
-    let working = if scale < 1.0 {
-        imageops::thumbnail(rgb, width, height)
-    } else {
-        imageops::resize(rgb, width, height, imageops::FilterType::Triangle)
-    };
-    let lab: Vec<[f32; 3]> = working.pixels().map(|p| srgb_to_lab(p.0)).collect();
+    let (width, height, lab) = resized_lab(rgb, WORKING_SIDE);
     let structure = edge_strength(&lab, width, height);
     let lightness = GrayF32::from_fn(width, height, |x, y| {
         Luma([lab[(y * width + x) as usize][0] / 100.0])
     });
+    let (detail_width, detail_height, detail_lab) = resized_lab(rgb, DETAIL_SIDE);
+    let detail = edge_strength(
+        &smoothed(&detail_lab, detail_width as usize, detail_height as usize),
+        detail_width,
+        detail_height,
+    );
     PrintImage {
         width,
         height,
         lab,
         structure,
         lightness,
+        detail,
     }
+}
+
+/// The print resized so its longest side is `side` (aspect kept), in CIELAB, row-major.
+fn resized_lab(rgb: &RgbImage, side: u32) -> (u32, u32, Vec<[f32; 3]>) {
+    let (w, h) = rgb.dimensions();
+    let scale = side as f32 / w.max(h) as f32;
+    let width = ((w as f32 * scale).round() as u32).max(1);
+    let height = ((h as f32 * scale).round() as u32).max(1);
+    let resized = if (width, height) == (w, h) {
+        rgb.clone()
+    } else if scale < 1.0 {
+        imageops::thumbnail(rgb, width, height)
+    } else {
+        imageops::resize(rgb, width, height, imageops::FilterType::Triangle)
+    };
+    (
+        width,
+        height,
+        resized.pixels().map(|p| srgb_to_lab(p.0)).collect(),
+    )
+}
+
+/// The image blurred by a 5-tap binomial kernel (σ = 1) along rows, then columns, edges
+/// clamped. At the detail side the sensor noise and JPEG blocks of a photographed or
+/// recompressed copy would otherwise become edges of their own.
+fn smoothed(lab: &[[f32; 3]], width: usize, height: usize) -> Vec<[f32; 3]> {
+    const TAPS: [f32; 5] = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0];
+    let pass = |pixels: &[[f32; 3]], at: &dyn Fn(usize, isize) -> usize| {
+        (0..pixels.len())
+            .map(|i| {
+                let mut sum = [0.0; 3];
+                for (tap, weight) in TAPS.iter().enumerate() {
+                    let source = pixels[at(i, tap as isize - 2)];
+                    for c in 0..3 {
+                        sum[c] += weight * source[c];
+                    }
+                }
+                sum
+            })
+            .collect::<Vec<_>>()
+    };
+    let along_rows = pass(lab, &|i, d| {
+        let (x, y) = (i % width, i / width);
+        y * width + (x as isize + d).clamp(0, width as isize - 1) as usize
+    });
+    pass(&along_rows, &|i, d| {
+        let (x, y) = (i % width, i / width);
+        (y as isize + d).clamp(0, height as isize - 1) as usize * width + x
+    })
 }
 
 /// Sobel gradient magnitude over the three CIELAB channels together.

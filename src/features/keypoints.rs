@@ -14,8 +14,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{Extractor, FeatureSet};
 use crate::normalize::{GrayF32, PrintImage};
 
-/// Most keypoints kept per print, strongest first.
-pub const MAX_KEYPOINTS: usize = 128;
+/// Most keypoints a registered print keeps, strongest first: what each print costs in memory.
+pub const MAX_KEYPOINTS: usize = 192;
+/// Most keypoints extracted, and used by a query, which is not stored: twice as many give a
+/// rearranged copy's motifs, each with a new size and place, more chances to meet the
+/// registered print's strongest ones.
+pub const QUERY_KEYPOINTS: usize = 2 * MAX_KEYPOINTS;
 /// Bins per descriptor: 4×4 cells × 8 orientation bins.
 pub const DESCRIPTOR_LEN: usize = 128;
 
@@ -96,6 +100,14 @@ pub struct LocalFeatures {
 }
 
 impl LocalFeatures {
+    /// Keeps the [`MAX_KEYPOINTS`] strongest, as a registered print does.
+    pub fn keep_registered(&mut self) {
+        self.keypoints.truncate(MAX_KEYPOINTS);
+        if self.descriptors.len() > MAX_KEYPOINTS {
+            self.descriptors = self.descriptors[..MAX_KEYPOINTS].into();
+        }
+    }
+
     /// Every descriptor in the form distances are taken on.
     pub fn unpacked_descriptors(&self) -> Vec<Descriptor> {
         self.descriptors
@@ -141,7 +153,7 @@ pub struct KeypointExtractor;
 
 impl Extractor for KeypointExtractor {
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
-        features.local = detect_and_describe(&contrast_normalised(&print.structure), MAX_KEYPOINTS);
+        features.local = detect_and_describe(&contrast_normalised(&print.detail), QUERY_KEYPOINTS);
     }
 }
 

@@ -16,7 +16,7 @@ use std::f32::consts::TAU;
 use serde::Serialize;
 
 use crate::features::keypoints::{
-    Descriptor, Keypoint, LocalFeatures, mirror_descriptor, mirror_keypoint,
+    Descriptor, Keypoint, LocalFeatures, MAX_KEYPOINTS, mirror_descriptor, mirror_keypoint,
 };
 use crate::index::{nearest_below, squared_bound, squared_distance_below};
 
@@ -116,6 +116,15 @@ impl<'a> QueryDescriptors<'a> {
         }
     }
 
+    /// How many kinds of keypoint the query has: what its evidence can at most weigh.
+    pub fn kind_count(&self) -> usize {
+        self.kinds
+            .iter()
+            .enumerate()
+            .filter(|(i, kind)| i == *kind)
+            .count()
+    }
+
     /// Sets each keypoint's weight from how many registered prints it lands near:
     /// `commonness[m][i]` for keypoint `i`, mirrored when `m` is 1.
     pub fn weigh(&mut self, commonness: [Vec<usize>; 2]) {
@@ -167,7 +176,10 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
     if query.features.descriptors.is_empty() || reference.descriptors.is_empty() {
         return LocalEvidence::default();
     }
-    let references = reference.unpacked_descriptors();
+    // A reference fresh from an upload (a comparison of two files) is held to the keypoints
+    // it would keep registered, so that it scores as it would in a search.
+    let mut references = reference.unpacked_descriptors();
+    references.truncate(MAX_KEYPOINTS);
     let bound = squared_bound(MATCH_DISTANCE);
     // Best match of each reference keypoint, per orientation of the query, by squared
     // distance.

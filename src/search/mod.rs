@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
-use crate::features::keypoints::Descriptor;
+use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS};
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
@@ -31,8 +31,14 @@ const CANDIDATES_PER_SIGNAL: usize = 16;
 const KEYPOINT_CANDIDATES: usize = 24;
 /// Neighbours looked up per query keypoint.
 const KEYPOINT_NEIGHBOURS: usize = 16;
-/// Local evidence weight at which the local similarity reaches one half.
-const LOCAL_HALF_WEIGHT: f32 = 16.0;
+/// Local evidence weight at which the local similarity reaches one half, for two prints of
+/// [`HALF_WEIGHT_KEYPOINTS`] keypoints each (see [`half_weight`]).
+const LOCAL_HALF_WEIGHT: f32 = 20.0;
+const HALF_WEIGHT_KEYPOINTS: f32 = 128.0;
+/// The half weight however few keypoints are compared: a copy verdict then still needs about
+/// ten distinct kinds of matched keypoint, since a print of a few discs or dots agrees with any
+/// other such print in a few.
+const MIN_HALF_WEIGHT: f32 = 12.0;
 
 /// The verifier's answer for one pair of prints.
 #[derive(Clone, Debug, Serialize)]
@@ -168,7 +174,7 @@ impl<'a> Query<'a> {
 /// - the whole print: the mean of two hash similarities (lightness alone is fooled by new
 ///   colourways and edges alone by dense textures, but unrelated prints rarely come close in
 ///   both at once), squashed below the threshold by [`whole_score`];
-/// - its parts: local matches that agree on a transform, w / (w + 16) for their weight w
+/// - its parts: local matches that agree on a transform, w / (w + h), h growing with the keypoints compared (see [`half_weight`]) for their weight w
 ///   (see [`local`]).
 pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
     score_pair(query, reference, copy_threshold, true)
@@ -205,7 +211,10 @@ fn score_pair(
     } else {
         LocalEvidence::default()
     };
-    let parts = evidence.weight / (evidence.weight + LOCAL_HALF_WEIGHT);
+    let query_kinds = query.descriptors.kind_count();
+    let reference_keypoints = reference.local.keypoints.len().min(MAX_KEYPOINTS);
+    let half = half_weight(query_kinds, reference_keypoints);
+    let parts = evidence.weight / (evidence.weight + half);
     let whole_part = whole_score(whole, copy_threshold);
     let score = whole_part.max(parts);
     let copy = score >= copy_threshold;
@@ -224,7 +233,9 @@ fn score_pair(
         similarity: parts,
         fired: parts >= copy_threshold,
         detail: format!(
-            "{} of {} keypoint matches agree in {} transform groups, weighing {:.1}",
+            "{} of {} keypoint matches agree in {} transform groups, weighing {:.1} (half \
+             weight {half:.1} for {query_kinds} kinds of query keypoint × {reference_keypoints} \
+             reference keypoints)",
             evidence.consistent_matches,
             evidence.descriptor_matches,
             evidence.groups.len(),
@@ -265,6 +276,16 @@ fn score_pair(
         },
         colour_difference,
     }
+}
+
+/// The local evidence weight at which the local similarity reaches one half. Evidence is
+/// summed over kinds of query keypoint (repeats of one motif count once); chance agreement
+/// grows with the pairs of kinds and reference keypoints compared, its spread with their
+/// square root: a dense texture with every keypoint slot filled meets more of it than a print
+/// of a few repeated motifs, and must show more to count as a copy.
+fn half_weight(query_kinds: usize, reference_keypoints: usize) -> f32 {
+    let pairs = (query_kinds * reference_keypoints).max(1) as f32;
+    (LOCAL_HALF_WEIGHT * pairs.sqrt() / HALF_WEIGHT_KEYPOINTS).max(MIN_HALF_WEIGHT)
 }
 
 fn summarise(

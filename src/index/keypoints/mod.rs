@@ -39,7 +39,7 @@ const TRAIN_AT: usize = 8192;
 /// would hold registrations for longer each time (3.6 s at 2.1M keypoints).
 const RETRAIN_GROWTH: usize = 4;
 /// Bits of a posting entry that number the keypoint within its print.
-const KEYPOINT_BITS: u32 = 7;
+const KEYPOINT_BITS: u32 = 8;
 const _: () = assert!(MAX_KEYPOINTS <= 1 << KEYPOINT_BITS);
 
 /// The codes filed under one leaf, and whose keypoints they are: `slot << KEYPOINT_BITS |
