@@ -31,8 +31,9 @@ const CANDIDATES_PER_SIGNAL: usize = 16;
 const KEYPOINT_CANDIDATES: usize = 24;
 /// Neighbours looked up per query keypoint.
 const KEYPOINT_NEIGHBOURS: usize = 16;
-/// Local evidence weight at which the local similarity reaches one half, for two prints of
-/// [`HALF_WEIGHT_KEYPOINTS`] keypoints each (see [`half_weight`]).
+/// Local evidence weight at which the local similarity reaches one half, for a query of
+/// [`HALF_WEIGHT_KEYPOINTS`] kinds of keypoint against a reference of as many keypoints (see
+/// [`half_weight`]).
 const LOCAL_HALF_WEIGHT: f32 = 20.0;
 const HALF_WEIGHT_KEYPOINTS: f32 = 128.0;
 /// The half weight however few keypoints are compared: a copy verdict then still needs about
@@ -174,8 +175,8 @@ impl<'a> Query<'a> {
 /// - the whole print: the mean of two hash similarities (lightness alone is fooled by new
 ///   colourways and edges alone by dense textures, but unrelated prints rarely come close in
 ///   both at once), squashed below the threshold by [`whole_score`];
-/// - its parts: local matches that agree on a transform, w / (w + h), h growing with the keypoints compared (see [`half_weight`]) for their weight w
-///   (see [`local`]).
+/// - its parts: local matches that agree on a transform, w / (w + h) for their weight w (see
+///   [`local`]), the half weight h growing with what was compared (see [`half_weight`]).
 pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
     score_pair(query, reference, copy_threshold, true)
 }
