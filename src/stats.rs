@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
-use crate::features::keypoints::PackedDescriptor;
+use crate::features::keypoints::{Keypoint, PackedDescriptor};
 
 /// Sizes in bytes.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ pub fn of_data_dir(data: &Path) -> Result<Stats> {
         vector += 4 * features.global_vector.len() as u64;
         let n = features.local.keypoints.len() as u64;
         stats.keypoints += n;
-        geometry += 16 * n;
+        geometry += size_of::<Keypoint>() as u64 * n;
         descriptors += size_of::<PackedDescriptor>() as u64 * n;
     }
     stats.signals = vec![

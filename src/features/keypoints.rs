@@ -100,11 +100,19 @@ pub struct LocalFeatures {
 }
 
 impl LocalFeatures {
-    /// Keeps the [`MAX_KEYPOINTS`] strongest, as a registered print does.
+    /// The descriptors a registered print keeps: the [`MAX_KEYPOINTS`] strongest. A print fresh
+    /// from an upload has more; compared as a reference, it is held to these so that it scores
+    /// as it would registered.
+    pub fn registered_descriptors(&self) -> &[PackedDescriptor] {
+        &self.descriptors[..self.descriptors.len().min(MAX_KEYPOINTS)]
+    }
+
+    /// Keeps only what a registered print keeps ([`Self::registered_descriptors`]).
     pub fn keep_registered(&mut self) {
-        self.keypoints.truncate(MAX_KEYPOINTS);
-        if self.descriptors.len() > MAX_KEYPOINTS {
-            self.descriptors = self.descriptors[..MAX_KEYPOINTS].into();
+        let kept = self.registered_descriptors().len();
+        self.keypoints.truncate(kept);
+        if self.descriptors.len() > kept {
+            self.descriptors = self.descriptors[..kept].into();
         }
     }
 

@@ -16,7 +16,7 @@ use std::f32::consts::TAU;
 use serde::Serialize;
 
 use crate::features::keypoints::{
-    Descriptor, Keypoint, LocalFeatures, MAX_KEYPOINTS, mirror_descriptor, mirror_keypoint,
+    Descriptor, Keypoint, LocalFeatures, PackedDescriptor, mirror_descriptor, mirror_keypoint,
 };
 use crate::index::{nearest_below, squared_bound, squared_distance_below};
 
@@ -176,10 +176,11 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
     if query.features.descriptors.is_empty() || reference.descriptors.is_empty() {
         return LocalEvidence::default();
     }
-    // A reference fresh from an upload (a comparison of two files) is held to the keypoints
-    // it would keep registered, so that it scores as it would in a search.
-    let mut references = reference.unpacked_descriptors();
-    references.truncate(MAX_KEYPOINTS);
+    let references: Vec<Descriptor> = reference
+        .registered_descriptors()
+        .iter()
+        .map(PackedDescriptor::unpack)
+        .collect();
     let bound = squared_bound(MATCH_DISTANCE);
     // Best match of each reference keypoint, per orientation of the query, by squared
     // distance.

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
-use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS};
+use crate::features::keypoints::Descriptor;
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
 use local::{LocalEvidence, MATCH_DISTANCE, QueryDescriptors};
@@ -213,7 +213,7 @@ fn score_pair(
         LocalEvidence::default()
     };
     let query_kinds = query.descriptors.kind_count();
-    let reference_keypoints = reference.local.keypoints.len().min(MAX_KEYPOINTS);
+    let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
     let parts = evidence.weight / (evidence.weight + half);
     let whole_part = whole_score(whole, copy_threshold);
