@@ -33,14 +33,53 @@ const ORIENTATION_BINS: usize = 36;
 const CELLS: usize = 4;
 const DIRECTION_BINS: usize = 8;
 
-/// Where a keypoint sits in the working image and its size and orientation there.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Where a keypoint sits in the channel it was found in, and its size and orientation there,
+/// in 8 bytes (a registered print holds up to 192 of them). Detection puts keypoints on whole
+/// pixels and at one of a few scales, so only the angle is rounded, to 1/65,536 of a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keypoint {
-    pub x: f32,
-    pub y: f32,
-    pub scale: f32,
+    x: u16,
+    y: u16,
+    /// The scale-space octave and interval it was found at.
+    octave: u8,
+    interval: u8,
+    /// The angle as a share of a turn, times 65,536.
+    turn: u16,
+}
+
+impl Keypoint {
+    /// A keypoint at pixel (x, y), found at `interval` of `octave`, turned by `angle` radians.
+    pub fn new(x: u16, y: u16, octave: u8, interval: u8, angle: f32) -> Keypoint {
+        Keypoint {
+            x,
+            y,
+            octave,
+            interval,
+            turn: (angle.rem_euclid(TAU) / TAU * 65_536.0).round() as u32 as u16,
+        }
+    }
+
+    pub fn x(&self) -> f32 {
+        f32::from(self.x)
+    }
+
+    pub fn y(&self) -> f32 {
+        f32::from(self.y)
+    }
+
+    /// The blur (sigma) it was found at, in pixels of the channel.
+    pub fn scale(&self) -> f32 {
+        self.log2_scale().exp2()
+    }
+
+    pub fn log2_scale(&self) -> f32 {
+        BASE_SIGMA.log2() + f32::from(self.octave) + f32::from(self.interval) / INTERVALS as f32
+    }
+
     /// Radians, in [0, 2π).
-    pub angle: f32,
+    pub fn angle(&self) -> f32 {
+        f32::from(self.turn) / 65_536.0 * TAU
+    }
 }
 
 /// A descriptor's bins as bytes (the whole scaled to length 512): the form distances and codes
@@ -239,7 +278,7 @@ impl Level {
 /// A scale-space extremum, before it is described.
 struct Extremum {
     response: f32,
-    octave: usize,
+    octave: u8,
     interval: usize,
     x: usize,
     y: usize,
@@ -300,7 +339,7 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
                     if let Some(response) = extremum(&dogs, interval, x, y, w) {
                         extrema.push(Extremum {
                             response: response.abs(),
-                            octave: octaves.len(),
+                            octave: octaves.len() as u8,
                             interval,
                             x,
                             y,
@@ -327,21 +366,16 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
     let mut keypoints = Vec::with_capacity(limit);
     let mut descriptors = Vec::with_capacity(limit);
     for e in &extrema {
-        let level = &octaves[e.octave][e.interval - 1];
+        let level = &octaves[usize::from(e.octave)][e.interval - 1];
         let sigma = sigmas[e.interval];
-        let to_image = (1usize << e.octave) as f32;
+        let (x, y) = ((e.x << e.octave) as u16, (e.y << e.octave) as u16);
         for angle in orientations(level, e.x, e.y, sigma) {
             if keypoints.len() == limit {
                 break;
             }
             let descriptor = describe(level, e.x as f32, e.y as f32, sigma, angle);
             descriptors.push(PackedDescriptor::pack(&descriptor));
-            keypoints.push(Keypoint {
-                x: e.x as f32 * to_image,
-                y: e.y as f32 * to_image,
-                scale: sigma * to_image,
-                angle,
-            });
+            keypoints.push(Keypoint::new(x, y, e.octave, e.interval as u8, angle));
         }
         if keypoints.len() == limit {
             break;
@@ -562,10 +596,10 @@ pub fn mirror_descriptor(descriptor: &Descriptor) -> Descriptor {
 /// The keypoint as it sits in the left-right mirror image of a working image `width` wide.
 pub fn mirror_keypoint(keypoint: &Keypoint, width: u32) -> Keypoint {
     Keypoint {
-        x: width as f32 - 1.0 - keypoint.x,
-        y: keypoint.y,
-        scale: keypoint.scale,
-        angle: (PI - keypoint.angle).rem_euclid(TAU),
+        x: (width as u16).saturating_sub(1).saturating_sub(keypoint.x),
+        // π − angle, in shares of a turn.
+        turn: 32_768u16.wrapping_sub(keypoint.turn),
+        ..*keypoint
     }
 }
 
@@ -634,7 +668,7 @@ mod tests {
                 let query = if mirror { mirror_descriptor(d) } else { *d };
                 let (i, _) = nearest(b, &query);
                 let (x, y) = place(kp);
-                (b.keypoints[i].x - x).hypot(b.keypoints[i].y - y) < 4.0
+                (b.keypoints[i].x() - x).hypot(b.keypoints[i].y() - y) < 4.0
             })
             .count();
         hits as f32 / a.keypoints.len() as f32
@@ -663,7 +697,7 @@ mod tests {
         let turned = strongest(&imageops::rotate90(&print));
         // Rotating 90° clockwise sends (x, y) to (h − 1 − y, x) in the working image.
         let h = upright.height as f32;
-        let share = repeatability(&upright, &turned, false, |kp| (h - 1.0 - kp.y, kp.x));
+        let share = repeatability(&upright, &turned, false, |kp| (h - 1.0 - kp.y(), kp.x()));
         // The print repeats its shapes (blob edges, bar ends), so some nearest descriptors are
         // a twin elsewhere; the verifier's grouping by transform absorbs those.
         assert!(share > 0.4, "only {share:.2} of keypoints found again");
@@ -677,13 +711,13 @@ mod tests {
         let width = upright.width;
         let share = repeatability(&upright, &mirrored, true, |kp| {
             let m = mirror_keypoint(kp, width);
-            (m.x, m.y)
+            (m.x(), m.y())
         });
         assert!(share > 0.4, "only {share:.2} of keypoints found again");
         assert!(
             repeatability(&upright, &mirrored, false, |kp| (
-                width as f32 - 1.0 - kp.x,
-                kp.y
+                width as f32 - 1.0 - kp.x(),
+                kp.y()
             )) < share
         );
     }
@@ -696,8 +730,29 @@ mod tests {
             image::Rgb([g, b, r])
         });
         let (a, b) = (strongest(&print), strongest(&recoloured));
-        let share = repeatability(&a, &b, false, |kp| (kp.x, kp.y));
+        let share = repeatability(&a, &b, false, |kp| (kp.x(), kp.y()));
         assert!(share > 0.5, "only {share:.2} of keypoints found again");
+    }
+
+    #[test]
+    fn a_held_keypoint_keeps_its_angle_and_mirrors_back_to_itself() {
+        for angle in [0.0, 0.3, PI, 4.0, TAU - 1e-6] {
+            let keypoint = Keypoint::new(37, 120, 2, 1, angle);
+            let error = (keypoint.angle() - angle).abs();
+            assert!(
+                error.min(TAU - error) < 1e-4,
+                "{angle} came back as {}",
+                keypoint.angle()
+            );
+            let mirrored = mirror_keypoint(&keypoint, 384);
+            assert_eq!((mirrored.x(), mirrored.y()), (346.0, 120.0));
+            let error = (mirrored.angle() - (PI - angle).rem_euclid(TAU)).abs();
+            assert!(error.min(TAU - error) < 1e-4);
+            assert_eq!(mirror_keypoint(&mirrored, 384), keypoint);
+        }
+        // Found at octave 2, interval 1: blurred by 1.6 · 2^(1/3) at a quarter of the size.
+        let scale = Keypoint::new(0, 0, 2, 1, 0.0).scale();
+        assert!((scale - 4.0 * 1.6 * 2f32.powf(1.0 / 3.0)).abs() < 1e-4);
     }
 
     #[test]

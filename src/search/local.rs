@@ -58,11 +58,11 @@ impl Region {
     fn around(points: impl Iterator<Item = Keypoint>, width: u32, height: u32) -> Region {
         let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
         for p in points {
-            let pad = 2.0 * p.scale;
-            x0 = x0.min(p.x - pad);
-            y0 = y0.min(p.y - pad);
-            x1 = x1.max(p.x + pad);
-            y1 = y1.max(p.y + pad);
+            let pad = 2.0 * p.scale();
+            x0 = x0.min(p.x() - pad);
+            y0 = y0.min(p.y() - pad);
+            x1 = x1.max(p.x() + pad);
+            y1 = y1.max(p.y() + pad);
         }
         let (w, h) = (width.max(1) as f32, height.max(1) as f32);
         let (x0, y0) = ((x0 / w).clamp(0.0, 1.0), (y0 / h).clamp(0.0, 1.0));
@@ -209,8 +209,8 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
                 index: qi,
                 reference_index: ri,
                 mirrored,
-                rotation: (reference.angle - query.angle).rem_euclid(TAU),
-                log2_scale: (reference.scale / query.scale).log2(),
+                rotation: (reference.angle() - query.angle()).rem_euclid(TAU),
+                log2_scale: reference.log2_scale() - query.log2_scale(),
             }
         })
         .collect();
@@ -245,7 +245,7 @@ fn densest_cluster(
 ) -> Vec<usize> {
     let radius = REGION_RADIUS * query.width.max(query.height) as f32;
     let near = |a: usize, b: usize| {
-        let distance = |p: Keypoint, q: Keypoint| (p.x - q.x).hypot(p.y - q.y);
+        let distance = |p: Keypoint, q: Keypoint| (p.x() - q.x()).hypot(p.y() - q.y());
         let (ma, mb) = (&matches[a], &matches[b]);
         distance(query.keypoints[ma.index], query.keypoints[mb.index]) <= radius
             && distance(

@@ -263,10 +263,10 @@ impl KeypointIndex {
         // Each held descriptor lies with its own print, far from the others, and waiting for
         // memory was most of a lookup's time: ask for all of them before reading any, so that
         // the waits overlap.
-        for &entry in &shortlist {
+        for &(_, entry) in &shortlist {
             prefetch(held(entry).1);
         }
-        for &entry in &shortlist {
+        for &(_, entry) in &shortlist {
             let (seq, descriptor_held) = held(entry);
             if let Some(squared) =
                 squared_distance_below(descriptor, &descriptor_held.unpack(), bound)
@@ -386,15 +386,8 @@ mod tests {
                     })
                     .collect();
                 let mut features = FeatureSet::default();
-                features.local.keypoints = vec![
-                    crate::features::keypoints::Keypoint {
-                        x: 0.0,
-                        y: 0.0,
-                        scale: 1.0,
-                        angle: 0.0
-                    };
-                    per_print
-                ];
+                features.local.keypoints =
+                    vec![crate::features::keypoints::Keypoint::new(0, 0, 0, 1, 0.0); per_print];
                 features.local.descriptors = descriptors.into();
                 (1000 + p, Arc::new(features))
             })
