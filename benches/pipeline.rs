@@ -73,7 +73,7 @@ static REGISTRY_10K: LazyLock<Registry10k> = LazyLock::new(|| {
         })
         .collect();
     let vectors = VectorIndex::new(global_vector::DIMENSIONS, sets.len(), VECTOR_SHAPE);
-    let items: Vec<(u64, Vec<f32>)> = sets
+    let items: Vec<(u64, Vec<u8>)> = sets
         .iter()
         .map(|(s, f)| (*s, f.global_vector.clone()))
         .collect();

@@ -581,7 +581,7 @@ fn load_or_build_vectors(dir: &Path, features: &[(u64, Arc<FeatureSet>)]) -> Res
         let started = Instant::now();
         let mut done = 0;
         for chunk in missing.chunks(1000) {
-            let items: Vec<(u64, Vec<f32>)> = chunk
+            let items: Vec<(u64, Vec<u8>)> = chunk
                 .iter()
                 .map(|(seq, f)| (*seq, f.global_vector.clone()))
                 .collect();

@@ -36,7 +36,7 @@ pub fn of_data_dir(data: &Path) -> Result<Stats> {
         let dihedral = 8 * 32;
         hashes += dihedral
             * (features.structure_hash.is_some() as u64 + features.lightness_hash.is_some() as u64);
-        vector += 4 * features.global_vector.len() as u64;
+        vector += features.global_vector.len() as u64;
         let n = features.local.keypoints.len() as u64;
         stats.keypoints += n;
         geometry += size_of::<Keypoint>() as u64 * n;

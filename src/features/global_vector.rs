@@ -38,10 +38,9 @@ impl Extractor for GlobalVectorExtractor {
             }
             vector.extend(folded);
         }
-        vector
-            .iter_mut()
-            .for_each(|x| *x *= std::f32::consts::FRAC_1_SQRT_2);
-        features.global_vector = vector;
+        // Each half has unit length, so no entry exceeds 1: held as a byte, a quarter of the
+        // floats' memory (twice over: the print's features and the graph each hold one).
+        features.global_vector = vector.iter().map(|x| (x * 255.0).round() as u8).collect();
     }
 }
 
@@ -50,13 +49,20 @@ fn normalize_l2(vector: &mut [f32]) {
     vector.iter_mut().for_each(|x| *x /= norm);
 }
 
-/// Cosine similarity of two unit vectors, in [0, 1] (the vectors have no negative entries).
-pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x * y)
-        .sum::<f32>()
-        .clamp(0.0, 1.0)
+/// Cosine similarity of two global vectors, in [0, 1] (they have no negative entries); 0 when
+/// either is all zero.
+pub fn similarity(a: &[u8], b: &[u8]) -> f32 {
+    let dot = |a: &[u8], b: &[u8]| -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| u32::from(x) * u32::from(y))
+            .sum::<u32>() as f32
+    };
+    let norms = (dot(a, a) * dot(b, b)).sqrt();
+    if norms == 0.0 {
+        return 0.0;
+    }
+    (dot(a, b) / norms).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]
@@ -77,14 +83,14 @@ mod tests {
         })
     }
 
-    fn vector_of(image: &RgbImage) -> Vec<f32> {
+    fn vector_of(image: &RgbImage) -> Vec<u8> {
         let mut features = FeatureSet::default();
         GlobalVectorExtractor.extract_into(&normalize(image), &mut features);
         features.global_vector
     }
 
     #[test]
-    fn vector_is_unit_length_and_orientation_invariant() {
+    fn vector_is_orientation_invariant() {
         let upright = vector_of(&print());
         assert_eq!(upright.len(), DIMENSIONS);
         assert!((similarity(&upright, &upright) - 1.0).abs() < 1e-4);
@@ -99,6 +105,6 @@ mod tests {
     #[test]
     fn plain_print_gives_zero_vector() {
         let plain = vector_of(&RgbImage::from_pixel(50, 50, image::Rgb([9, 9, 9])));
-        assert!(plain.iter().all(|x| *x == 0.0));
+        assert!(plain.iter().all(|x| *x == 0));
     }
 }

@@ -30,8 +30,8 @@ pub struct FeatureSet {
     /// Keypoints and descriptors of the structure channel.
     pub local: keypoints::LocalFeatures,
     /// Orientation-invariant global descriptor, indexed by HNSW: each channel's half has unit
-    /// length, or is zero when the channel is plain.
-    pub global_vector: Vec<f32>,
+    /// length (scaled to 255), or is zero when the channel is plain.
+    pub global_vector: Vec<u8>,
 }
 
 /// One stage of feature extraction.

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 const MAX_LAYERS: usize = 16;
 const BASENAME: &str = "graph";
 /// Bumped when the dump's layout or meaning changes.
-const DUMP_FORMAT: u32 = 1;
+const DUMP_FORMAT: u32 = 2;
 
 /// What a dump holds, saved beside it.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -68,8 +68,8 @@ pub struct Graph<T: Element, D: Distance<T> + Default + Send + Sync> {
     shape: GraphShape,
 }
 
-/// Global vectors: unit-length `f32`, Euclidean distance.
-pub type VectorIndex = Graph<f32, DistL2>;
+/// Global vectors: bytes, Euclidean distance.
+pub type VectorIndex = Graph<u8, DistL2>;
 
 impl<T: Element, D: Distance<T> + Default + Send + Sync> Graph<T, D> {
     pub fn new(dimensions: usize, expected_len: usize, shape: GraphShape) -> Self {
@@ -259,6 +259,9 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// The graph over floats: unit vectors are easy to generate.
+    type FloatGraph = Graph<f32, DistL2>;
+
     const SHAPE: GraphShape = GraphShape {
         max_connections: 24,
         ef_construction: 200,
@@ -300,10 +303,10 @@ mod tests {
     fn agrees_with_exact_search_and_survives_a_reload() {
         let items: Vec<(u64, Vec<f32>)> =
             (0..2000).map(|i| (i * 3 + 1, unit_vector(i, 32))).collect();
-        let index = VectorIndex::new(32, items.len(), SHAPE);
+        let index = FloatGraph::new(32, items.len(), SHAPE);
         index.insert_many(&items).unwrap();
         let queries: Vec<Vec<f32>> = (5000..5100).map(|i| unit_vector(i, 32)).collect();
-        let agree = |index: &VectorIndex| {
+        let agree = |index: &FloatGraph| {
             queries
                 .iter()
                 .filter(|q| index.nearest(q, 1)[0].id == exact_nearest(&items, q))
@@ -320,10 +323,10 @@ mod tests {
         index.save(&dump, 7).unwrap();
         index.save(&dump, 7).unwrap();
         assert!(
-            VectorIndex::load(&dump, 8, 32, SHAPE).unwrap().is_none(),
+            FloatGraph::load(&dump, 8, 32, SHAPE).unwrap().is_none(),
             "other feature version"
         );
-        let reloaded = VectorIndex::load(&dump, 7, 32, SHAPE).unwrap().unwrap();
+        let reloaded = FloatGraph::load(&dump, 7, 32, SHAPE).unwrap().unwrap();
         assert_eq!(reloaded.members(), index.members());
         assert_eq!(agree(&reloaded), agree(&index));
         reloaded.insert(99_999, &unit_vector(1, 32)).unwrap();
@@ -334,7 +337,7 @@ mod tests {
     fn missing_dump_is_none() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            VectorIndex::load(&dir.path().join("nothing"), 1, 8, SHAPE)
+            FloatGraph::load(&dir.path().join("nothing"), 1, 8, SHAPE)
                 .unwrap()
                 .is_none()
         );
@@ -344,7 +347,7 @@ mod tests {
     fn an_empty_graph_saves_as_no_dump() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vectors");
-        VectorIndex::new(8, 10, SHAPE).save(&path, 1).unwrap();
-        assert!(VectorIndex::load(&path, 1, 8, SHAPE).unwrap().is_none());
+        FloatGraph::new(8, 10, SHAPE).save(&path, 1).unwrap();
+        assert!(FloatGraph::load(&path, 1, 8, SHAPE).unwrap().is_none());
     }
 }
