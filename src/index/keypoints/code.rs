@@ -1,13 +1,14 @@
-//! Descriptors as 256-bit codes, and the binary vocabulary that files them: the parts of the
+//! Descriptors as 128-bit codes, and the binary vocabulary that files them: the parts of the
 //! keypoint index that know about bits, not about prints.
 
 use std::sync::LazyLock;
 
 use crate::features::keypoints::{DESCRIPTOR_LEN, Descriptor};
 
-/// A descriptor as 256 bits.
-pub type Code = [u64; 4];
-const CODE_BITS: usize = 256;
+/// A descriptor as 128 bits.
+pub type Code = [u64; CODE_WORDS];
+pub const CODE_WORDS: usize = 2;
+const CODE_BITS: usize = 64 * CODE_WORDS;
 
 /// Keypoints per posting list just after training.
 pub(super) const LIST_TARGET: usize = 32;
@@ -45,7 +46,7 @@ static PROJECTIONS: LazyLock<Vec<[f32; DESCRIPTOR_LEN]>> = LazyLock::new(|| {
 pub fn code_of(descriptor: &Descriptor) -> Code {
     let mean = descriptor.iter().map(|&v| f32::from(v)).sum::<f32>() / DESCRIPTOR_LEN as f32;
     let centred: [f32; DESCRIPTOR_LEN] = std::array::from_fn(|i| f32::from(descriptor[i]) - mean);
-    let mut code = [0u64; 4];
+    let mut code = [0u64; CODE_WORDS];
     for (bit, direction) in PROJECTIONS.iter().enumerate() {
         // Eight running sums rather than one: a single float sum must be added in order and
         // is not vectorised; this made code_of a seventh of an import's time.
@@ -115,11 +116,9 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        let codes: Vec<Code> = (0..5000)
-            .map(|_| [word(), word(), word(), word()])
-            .collect();
+        let codes: Vec<Code> = (0..5000).map(|_| std::array::from_fn(|_| word())).collect();
         let query = codes[17];
-        for bits in [0, 100, 120, 128, 256] {
+        for bits in [0, 50, 60, 64, 128] {
             let (mut fast, mut portable) = (Vec::new(), Vec::new());
             close_codes(&query, &codes, bits, &mut fast);
             close_codes_portable(&query, &codes, bits, &mut portable);
@@ -269,7 +268,7 @@ fn k_majority(codes: &[Code], k: usize) -> Vec<Code> {
             }
         }
         for c in (0..k).filter(|&c| sizes[c] > 0) {
-            let mut centre = [0u64; 4];
+            let mut centre = [0u64; CODE_WORDS];
             for (bit, &count) in ones[c].iter().enumerate() {
                 if 2 * count > sizes[c] {
                     centre[bit / 64] |= 1 << (bit % 64);

@@ -8,14 +8,15 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::code::{Code, Vocabulary};
+use super::code::{CODE_WORDS, Code, Vocabulary};
 use super::{Contents, KEYPOINT_BITS, KeypointIndex, PostingList};
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
 
 /// Bumped when the dump's layout changes.
 /// 2: codes summed in eight lanes (a rare last bit may differ from format 1's).
-const DUMP_FORMAT: u32 = 2;
+/// 3: codes of 128 bits.
+const DUMP_FORMAT: u32 = 3;
 const MAGIC: &[u8; 8] = b"HXKPIDX\0";
 
 /// Writes `len` then the words, little-endian.
@@ -55,12 +56,12 @@ fn codes_to_words(codes: &[Code]) -> impl ExactSizeIterator<Item = u64> + '_ {
 }
 
 fn words_to_codes(words: Vec<u64>) -> std::io::Result<Vec<Code>> {
-    if !words.len().is_multiple_of(4) {
+    if !words.len().is_multiple_of(CODE_WORDS) {
         return Err(std::io::Error::other("codes of the wrong length"));
     }
     Ok(words
-        .chunks_exact(4)
-        .map(|w| [w[0], w[1], w[2], w[3]])
+        .chunks_exact(CODE_WORDS)
+        .map(|w| w.try_into().expect("chunk of code length"))
         .collect())
 }
 

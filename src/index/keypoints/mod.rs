@@ -1,8 +1,8 @@
 //! The keypoint index: for a query keypoint, which registered prints hold one like it. A
 //! general graph index spent about 2.5 KB per registered keypoint (docs/scale.md); this one
-//! spends 36 bytes, with nothing to link or reload point by point.
+//! spends 20 bytes, with nothing to link or reload point by point.
 //!
-//! - Each descriptor becomes a 256-bit [`Code`]: the signs of fixed random projections of the
+//! - Each descriptor becomes a 128-bit [`Code`]: the signs of fixed random projections of the
 //!   descriptor less its mean, so the Hamming distance between two codes follows the angle
 //!   between the descriptors (Charikar's random-hyperplane hashing).
 //! - Codes are filed in posting lists by a two-level [`Vocabulary`] of binary centres,
@@ -27,11 +27,10 @@ use crate::features::FeatureSet;
 use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
 
 /// Codes further apart than this are not checked against the descriptor. Among the
-/// fixtures' descriptors, 99.9% of the pairs within the verifier's match distance differ in at
-/// most 56 bits (the worst in 59), and 1.4% of the other pairs come this close (2.5% within 64
-/// bits): each check is a cache miss, and in a large registry they were most of a lookup.
-/// (`close_descriptors_have_close_codes`.)
-const SHORTLIST_BITS: u32 = 56;
+/// fixtures' descriptors, all but one of the 14,580 pairs within the verifier's match distance
+/// differ in at most 28 of 128 bits (the worst in 37), and 0.9% of the other pairs come this
+/// close: each check is a cache miss. (`close_descriptors_have_close_codes`.)
+const SHORTLIST_BITS: u32 = 28;
 /// Of those, only the closest in bits are checked, this many per neighbour asked for. A common
 /// keypoint (a stripe end, a plain edge) has hundreds of codes within the bound in a large
 /// registry (375 on average per lookup at 10,000 prints, 70 of them within the match
@@ -513,9 +512,9 @@ mod tests {
     fn training_stops_once_the_vocabulary_is_complete() {
         let at = |trained_on: usize, keypoints: usize| Contents {
             vocabulary: Some(Vocabulary {
-                top: vec![[0; 4]],
+                top: vec![Code::default()],
                 leaf_start: vec![0, 1],
-                leaves: vec![[0; 4]],
+                leaves: vec![Code::default()],
                 trained_on,
             }),
             keypoints,
