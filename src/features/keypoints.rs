@@ -482,9 +482,12 @@ fn extremum(dogs: &[Vec<f32>], s: usize, x: usize, y: usize, width: usize) -> Op
 fn orientations(level: &Level, x: usize, y: usize, sigma: f32) -> Vec<f32> {
     let weight_sigma = 1.5 * sigma;
     let radius = (3.0 * weight_sigma).round() as isize;
+    let falloff: Vec<f32> = (-radius..=radius)
+        .map(|d| (-((d * d) as f32) / (2.0 * weight_sigma * weight_sigma)).exp())
+        .collect();
     let mut histogram = [0f32; ORIENTATION_BINS];
     for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
-        let weight = (-((dx * dx + dy * dy) as f32) / (2.0 * weight_sigma * weight_sigma)).exp();
+        let weight = falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize];
         let bin = (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
         histogram[bin] += weight * level.magnitude[i];
     }
@@ -529,6 +532,10 @@ fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor
     let half_width = cell * CELLS as f32 / 2.0;
     let radius = (half_width * std::f32::consts::SQRT_2).ceil() as isize;
     let (sin, cos) = angle.sin_cos();
+    // The Gaussian falloff is separable: a table per axis rather than an exp per pixel.
+    let falloff: Vec<f32> = (-radius..=radius)
+        .map(|d| (-((d * d) as f32) / (2.0 * half_width * half_width)).exp())
+        .collect();
     let mut bins = [0f32; DESCRIPTOR_LEN];
     for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
         let (fx, fy) = (dx as f32, dy as f32);
@@ -539,16 +546,29 @@ fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor
             continue;
         }
         let weight =
-            (-(fx * fx + fy * fy) / (2.0 * half_width * half_width)).exp() * level.magnitude[i];
-        let relative = (level.direction[i] - angle).rem_euclid(TAU) / TAU * DIRECTION_BINS as f32;
-        spread(&mut bins, u, v, relative, weight);
+            falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize] * level.magnitude[i];
+        // Both angles lie in [0, 2π).
+        let mut relative = level.direction[i] - angle;
+        if relative < 0.0 {
+            relative += TAU;
+        }
+        spread(
+            &mut bins,
+            u,
+            v,
+            relative / TAU * DIRECTION_BINS as f32,
+            weight,
+        );
     }
     normalise_and_quantise(&mut bins)
 }
 
 /// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share.
+/// `u` and `v` lie above −1 and `direction` is not negative, so truncation after adding 1 is
+/// the floor (`f32::floor` is a library call on baseline x86-64, and this runs per pixel).
 fn spread(bins: &mut [f32; DESCRIPTOR_LEN], u: f32, v: f32, direction: f32, weight: f32) {
-    let (u0, v0, d0) = (u.floor(), v.floor(), direction.floor());
+    let floor = |t: f32| ((t + 1.0) as isize - 1) as f32;
+    let (u0, v0, d0) = (floor(u), floor(v), floor(direction));
     let (fu, fv, fd) = (u - u0, v - v0, direction - d0);
     for (row, wv) in [(v0 as isize, 1.0 - fv), (v0 as isize + 1, fv)] {
         if !(0..CELLS as isize).contains(&row) {
