@@ -125,6 +125,11 @@ impl<'a> QueryDescriptors<'a> {
             .count()
     }
 
+    /// The kind keypoint `index` belongs to (the same for its mirror image).
+    pub fn kind_of(&self, index: usize) -> usize {
+        self.kinds[index]
+    }
+
     /// Sets each keypoint's weight from how many registered prints it lands near:
     /// `commonness[m][i]` for keypoint `i`, mirrored when `m` is 1.
     pub fn weigh(&mut self, commonness: [Vec<usize>; 2]) {
