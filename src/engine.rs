@@ -382,7 +382,7 @@ impl Engine {
             None => None,
         };
         Ok(search::compare(
-            &Query::in_registry(a, &self.indexes, itself, 0),
+            &Query::in_registry(a, &self.indexes, &self.features, itself, 0),
             b,
             self.config.copy_threshold,
         ))

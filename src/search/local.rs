@@ -203,19 +203,18 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
     let matches: Vec<Match> = best
         .into_iter()
         .map(|((mirrored, ri), (_, qi))| {
-            let original = query.features.keypoints[qi];
-            let query = if mirrored {
-                mirror_keypoint(&original, query.features.width)
-            } else {
-                original
-            };
-            let reference = reference.keypoints[ri];
+            let (rotation, log2_scale) = transform_between(
+                &query.features.keypoints[qi],
+                mirrored,
+                query.features.width,
+                &reference.keypoints[ri],
+            );
             Match {
                 index: qi,
                 reference_index: ri,
                 mirrored,
-                rotation: (reference.angle() - query.angle()).rem_euclid(TAU),
-                log2_scale: reference.log2_scale() - query.log2_scale(),
+                rotation,
+                log2_scale,
             }
         })
         .collect();
@@ -233,6 +232,39 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
         descriptor_matches,
         groups,
     }
+}
+
+/// The turn (radians, in [0, 2π)) and log2 scale (reference size / query size) that carry a
+/// query keypoint, mirrored first when `mirrored`, onto a reference keypoint.
+pub fn transform_between(
+    query: &Keypoint,
+    mirrored: bool,
+    query_width: u32,
+    reference: &Keypoint,
+) -> (f32, f32) {
+    let query = if mirrored {
+        mirror_keypoint(query, query_width)
+    } else {
+        *query
+    };
+    (
+        (reference.angle() - query.angle()).rem_euclid(TAU),
+        reference.log2_scale() - query.log2_scale(),
+    )
+}
+
+/// A bin of transforms: mirrored or not, turn step, scale step.
+pub type TransformBin = (bool, i32, i32);
+
+/// The four bins a transform votes in: the turn and scale steps nearest it on either side
+/// (soft voting), so that matches near the edge of a step still meet.
+pub fn transform_bins(mirrored: bool, rotation: f32, log2_scale: f32) -> [TransformBin; 4] {
+    let r = rotation / ROTATION_BIN - 0.5;
+    let s = log2_scale / LOG2_SCALE_BIN - 0.5;
+    let turns = (TAU / ROTATION_BIN).round() as i32;
+    let (r0, s0) = (r.floor() as i32, s.floor() as i32);
+    [(r0, s0), (r0 + 1, s0), (r0, s0 + 1), (r0 + 1, s0 + 1)]
+        .map(|(rb, sb)| (mirrored, rb.rem_euclid(turns), sb))
 }
 
 /// Radius of a region, as a share of the query's longer side: about one motif.
@@ -280,19 +312,12 @@ fn group_by_transform(
     query: &LocalFeatures,
     reference: &LocalFeatures,
 ) -> (Vec<MatchGroup>, Vec<usize>) {
-    let bins_of = |m: &Match| {
-        let r = m.rotation / ROTATION_BIN - 0.5;
-        let s = m.log2_scale / LOG2_SCALE_BIN - 0.5;
-        let turns = (TAU / ROTATION_BIN).round() as i32;
-        let (r0, s0) = (r.floor() as i32, s.floor() as i32);
-        [(r0, s0), (r0 + 1, s0), (r0, s0 + 1), (r0 + 1, s0 + 1)]
-            .map(|(rb, sb)| (m.mirrored, rb.rem_euclid(turns), sb))
-    };
+    let bins_of = |m: &Match| transform_bins(m.mirrored, m.rotation, m.log2_scale);
     let mut used = vec![false; matches.len()];
     let mut groups = Vec::new();
     let mut grouped = Vec::new();
     loop {
-        let mut votes: HashMap<(bool, i32, i32), Vec<usize>> = HashMap::new();
+        let mut votes: HashMap<TransformBin, Vec<usize>> = HashMap::new();
         for (i, m) in matches.iter().enumerate().filter(|(i, _)| !used[*i]) {
             for bin in bins_of(m) {
                 votes.entry(bin).or_default().push(i);

@@ -228,10 +228,15 @@ impl KeypointIndex {
         contents.lists = lists;
     }
 
-    /// The registered prints with a keypoint within `max_distance` of `descriptor`, among the
-    /// `k` nearest such keypoints found (of the 4k whose codes are closest); a print once for
-    /// each of its keypoints there.
-    pub fn prints_near(&self, descriptor: &Descriptor, k: usize, max_distance: f32) -> Vec<u64> {
+    /// The registered keypoints within `max_distance` of `descriptor`, as (print, keypoint's
+    /// index in the print), the `k` nearest found (of the 4k whose codes are closest), nearest
+    /// first.
+    pub fn keypoints_near(
+        &self,
+        descriptor: &Descriptor,
+        k: usize,
+        max_distance: f32,
+    ) -> Vec<(u64, usize)> {
         let code = code_of(descriptor);
         let contents = self.read();
         let lists = match &contents.vocabulary {
@@ -239,7 +244,7 @@ impl KeypointIndex {
             None => vec![0],
         };
         let bound = squared_bound(max_distance);
-        let mut found: Vec<(u32, u64)> = Vec::new();
+        let mut found: Vec<(u32, (u64, usize))> = Vec::new();
         let mut close = Vec::new();
         let mut shortlist = Vec::new();
         for list in lists.iter().map(|&l| &contents.lists[l]) {
@@ -254,10 +259,8 @@ impl KeypointIndex {
         }
         let held = |entry: u32| {
             let (seq, descriptors) = &contents.prints[(entry >> KEYPOINT_BITS) as usize];
-            (
-                *seq,
-                &descriptors[(entry & ((1 << KEYPOINT_BITS) - 1)) as usize],
-            )
+            let keypoint = (entry & ((1 << KEYPOINT_BITS) - 1)) as usize;
+            ((*seq, keypoint), &descriptors[keypoint])
         };
         // Each held descriptor lies with its own print, far from the others, and waiting for
         // memory was most of a lookup's time: ask for all of them before reading any, so that
@@ -266,15 +269,19 @@ impl KeypointIndex {
             prefetch(held(entry).1);
         }
         for &(_, entry) in &shortlist {
-            let (seq, descriptor_held) = held(entry);
+            let (keypoint, descriptor_held) = held(entry);
             if let Some(squared) =
                 squared_distance_below(descriptor, &descriptor_held.unpack(), bound)
             {
-                found.push((squared, seq));
+                found.push((squared, keypoint));
             }
         }
         found.sort_unstable();
-        found.into_iter().take(k).map(|(_, seq)| seq).collect()
+        found
+            .into_iter()
+            .take(k)
+            .map(|(_, keypoint)| keypoint)
+            .collect()
     }
 }
 
@@ -417,8 +424,9 @@ mod tests {
         for query in queries {
             let truth = exact(prints, query);
             let got: HashSet<u64> = index
-                .prints_near(query, usize::MAX, MATCH_DISTANCE)
+                .keypoints_near(query, usize::MAX, MATCH_DISTANCE)
                 .into_iter()
+                .map(|(seq, _)| seq)
                 .collect();
             assert!(got.is_subset(&truth), "a print beyond the match distance");
             wanted += truth.len();
@@ -484,8 +492,8 @@ mod tests {
         reloaded.insert(5, more[0].1.clone());
         assert!(
             reloaded
-                .prints_near(&more[0].1.local.descriptors[0].unpack(), 100, 1.0)
-                .contains(&5)
+                .keypoints_near(&more[0].1.local.descriptors[0].unpack(), 100, 1.0)
+                .contains(&(5, 0))
         );
 
         let mut bytes = fs::read(&path).unwrap();
