@@ -158,14 +158,17 @@ impl<'a> Query<'a> {
             for (i, near) in landings.iter().enumerate() {
                 let query_keypoint = &features.local.keypoints[i % n];
                 for (seq, keypoint) in near {
-                    let Some(reference) = registered.get(seq) else {
+                    let Some(registered_keypoint) = registered
+                        .get(seq)
+                        .and_then(|reference| reference.local.keypoints.get(*keypoint))
+                    else {
                         continue;
                     };
                     let (rotation, log2_scale) = transform_between(
                         query_keypoint,
                         i >= n,
                         features.local.width,
-                        &reference.local.keypoints[*keypoint],
+                        registered_keypoint,
                     );
                     by_print.entry(*seq).or_default().push(Landing {
                         kind: descriptors.kind_of(i % n),

@@ -234,10 +234,11 @@ fn nearest_below_portable(
 }
 
 /// [`nearest_below_portable`] written out in AVX2, with the query held in registers: a
-/// quarter of a reference is 32 byte differences, widened to 16 bits, then squared and summed in
-/// pairs by `madd`. The bound is checked after each half instead of each quarter: the result is the same,
-/// and the check after the first quarter went either way about as often, so its mispredicted
-/// branch cost more than the quarter it saved (this loop took 19% of an import's CPU, now 12%).
+/// quarter of a reference is 32 byte differences, widened to 16 bits, then squared and summed
+/// in pairs by `madd`. The bound is checked after each half instead of each quarter: the
+/// result is the same, and the check after the first quarter went either way about as often,
+/// so its mispredicted branch cost more than the quarter it saved (this loop took 19% of an
+/// import's CPU, now 12%).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn nearest_below_avx2(
