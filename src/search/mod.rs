@@ -113,8 +113,9 @@ impl<'a> Query<'a> {
     /// A query looked up in the registry's hash and keypoint indexes: keypoints common among
     /// registered prints count for less, a whole-print match counts above the query's
     /// background, and the `wanted` nearest prints in each hash channel and the prints most
-    /// keypoints land near, in groups that agree on a transform, become candidates. A query that is itself registered (`itself`)
-    /// does not count its own keypoints as common, nor itself as background.
+    /// keypoints land near, in groups that agree on a transform, become candidates. A query
+    /// that is itself registered (`itself`) does not count its own keypoints as common, nor
+    /// itself as background.
     pub fn in_registry(
         features: &'a FeatureSet,
         indexes: &Indexes,
@@ -156,7 +157,8 @@ impl<'a> Query<'a> {
         {
             let registered = registered.read().expect("registered features lock");
             for (i, near) in landings.iter().enumerate() {
-                let query_keypoint = &features.local.keypoints[i % n];
+                let (index, mirrored) = (i % n, i >= n);
+                let query_keypoint = &features.local.keypoints[index];
                 for (seq, keypoint) in near {
                     let Some(registered_keypoint) = registered
                         .get(seq)
@@ -166,14 +168,14 @@ impl<'a> Query<'a> {
                     };
                     let (rotation, log2_scale) = transform_between(
                         query_keypoint,
-                        i >= n,
+                        mirrored,
                         features.local.width,
                         registered_keypoint,
                     );
                     by_print.entry(*seq).or_default().push(Landing {
-                        kind: descriptors.kind_of(i % n),
+                        kind: descriptors.kind_of(index),
                         vote: 1.0 / (commonness[i] as f32).sqrt(),
-                        bins: transform_bins(i >= n, rotation, log2_scale),
+                        bins: transform_bins(mirrored, rotation, log2_scale),
                     });
                 }
             }
