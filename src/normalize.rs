@@ -93,51 +93,62 @@ fn resized_lab(rgb: &RgbImage, side: u32) -> (u32, u32, Vec<[f32; 3]>) {
 /// recompressed copy would otherwise become edges of their own.
 fn smoothed(lab: &[[f32; 3]], width: usize, height: usize) -> Vec<[f32; 3]> {
     const TAPS: [f32; 5] = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0];
-    let pass = |pixels: &[[f32; 3]], at: &dyn Fn(usize, isize) -> usize| {
-        (0..pixels.len())
-            .map(|i| {
-                let mut sum = [0.0; 3];
-                for (tap, weight) in TAPS.iter().enumerate() {
-                    let source = pixels[at(i, tap as isize - 2)];
-                    for c in 0..3 {
-                        sum[c] += weight * source[c];
-                    }
-                }
-                sum
-            })
-            .collect::<Vec<_>>()
+    let add = |sum: &mut [f32; 3], weight: f32, source: [f32; 3]| {
+        for c in 0..3 {
+            sum[c] += weight * source[c];
+        }
     };
-    let along_rows = pass(lab, &|i, d| {
-        let (x, y) = (i % width, i / width);
-        y * width + (x as isize + d).clamp(0, width as isize - 1) as usize
-    });
-    pass(&along_rows, &|i, d| {
-        let (x, y) = (i % width, i / width);
-        (y as isize + d).clamp(0, height as isize - 1) as usize * width + x
-    })
+    let mut along_rows = vec![[0.0; 3]; lab.len()];
+    for (row, out_row) in lab
+        .chunks_exact(width)
+        .zip(along_rows.chunks_exact_mut(width))
+    {
+        for (x, sum) in out_row.iter_mut().enumerate() {
+            for (tap, &weight) in TAPS.iter().enumerate() {
+                add(sum, weight, row[(x + tap).saturating_sub(2).min(width - 1)]);
+            }
+        }
+    }
+    // Each output row is a weighted sum of whole rows, so the inner loop runs along memory.
+    let mut out = vec![[0.0; 3]; lab.len()];
+    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+        for (tap, &weight) in TAPS.iter().enumerate() {
+            let source_y = (y + tap).saturating_sub(2).min(height - 1);
+            let source_row = &along_rows[source_y * width..(source_y + 1) * width];
+            for (sum, &source) in out_row.iter_mut().zip(source_row) {
+                add(sum, weight, source);
+            }
+        }
+    }
+    out
 }
 
-/// Sobel gradient magnitude over the three CIELAB channels together.
+/// Sobel gradient magnitude over the three CIELAB channels together, edges clamped.
 fn edge_strength(lab: &[[f32; 3]], width: u32, height: u32) -> GrayF32 {
-    let (w, h) = (width as i64, height as i64);
-    let at = |x: i64, y: i64| lab[(y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize];
-    GrayF32::from_fn(width, height, |x, y| {
-        let (x, y) = (x as i64, y as i64);
-        let mut sum = 0.0;
-        for c in 0..3 {
-            let gx = at(x + 1, y - 1)[c] + 2.0 * at(x + 1, y)[c] + at(x + 1, y + 1)[c]
-                - at(x - 1, y - 1)[c]
-                - 2.0 * at(x - 1, y)[c]
-                - at(x - 1, y + 1)[c];
-            let gy = at(x - 1, y + 1)[c] + 2.0 * at(x, y + 1)[c] + at(x + 1, y + 1)[c]
-                - at(x - 1, y - 1)[c]
-                - 2.0 * at(x, y - 1)[c]
-                - at(x + 1, y - 1)[c];
-            sum += gx * gx + gy * gy;
+    let (w, h) = (width as usize, height as usize);
+    let mut strength = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let [above, row, below] =
+            [y.saturating_sub(1), y, (y + 1).min(h - 1)].map(|r| &lab[r * w..(r + 1) * w]);
+        for x in 0..w {
+            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+            let mut sum = 0.0;
+            for c in 0..3 {
+                let gx = above[right][c] + 2.0 * row[right][c] + below[right][c]
+                    - above[left][c]
+                    - 2.0 * row[left][c]
+                    - below[left][c];
+                let gy = below[left][c] + 2.0 * below[x][c] + below[right][c]
+                    - above[left][c]
+                    - 2.0 * above[x][c]
+                    - above[right][c];
+                sum += gx * gx + gy * gy;
+            }
+            // Sobel weights sum to 8 per side; 100 ΔE is a jump from black to white.
+            strength.push((sum.sqrt() / 8.0 / 100.0).min(1.0));
         }
-        // Sobel weights sum to 8 per side; 100 ΔE is a jump from black to white.
-        Luma([(sum.sqrt() / 8.0 / 100.0).min(1.0)])
-    })
+    }
+    GrayF32::from_raw(width, height, strength).expect("one sample per pixel")
 }
 
 /// sRGB (8-bit) to CIELAB under D65.

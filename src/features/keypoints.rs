@@ -7,6 +7,7 @@
 //! [`mirror_descriptor`], which permutes its bins.
 
 use std::f32::consts::{PI, TAU};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -232,25 +233,19 @@ struct Level {
 }
 
 impl Level {
-    /// The pixels within `radius` of (x, y) in both axes that have a gradient, as
-    /// (dx, dy, index).
+    /// The offsets (dy, dx) within `radius` of (x, y) in both axes whose pixels have a
+    /// gradient (the channel's border has none): the rows, then the columns, as ranges.
     fn window(
         &self,
         x: isize,
         y: isize,
         radius: isize,
-    ) -> impl Iterator<Item = (isize, isize, usize)> + '_ {
+    ) -> (RangeInclusive<isize>, RangeInclusive<isize>) {
         let (width, height) = (self.width as isize, self.height as isize);
-        (-radius..=radius)
-            .flat_map(move |dy| (-radius..=radius).map(move |dx| (dx, dy)))
-            .filter_map(move |(dx, dy)| {
-                let (xx, yy) = (x + dx, y + dy);
-                (xx >= 1 && yy >= 1 && xx < width - 1 && yy < height - 1).then_some((
-                    dx,
-                    dy,
-                    (yy * width + xx) as usize,
-                ))
-            })
+        (
+            (1 - y).max(-radius)..=(height - 2 - y).min(radius),
+            (1 - x).max(-radius)..=(width - 2 - x).min(radius),
+        )
     }
 
     fn new(width: usize, height: usize, pixels: &[f32]) -> Level {
@@ -486,10 +481,17 @@ fn orientations(level: &Level, x: usize, y: usize, sigma: f32) -> Vec<f32> {
         .map(|d| (-((d * d) as f32) / (2.0 * weight_sigma * weight_sigma)).exp())
         .collect();
     let mut histogram = [0f32; ORIENTATION_BINS];
-    for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
-        let weight = falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize];
-        let bin = (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
-        histogram[bin] += weight * level.magnitude[i];
+    let (x, y) = (x as isize, y as isize);
+    let (rows, columns) = level.window(x, y, radius);
+    for dy in rows {
+        let row = (y + dy) as usize * level.width;
+        for dx in columns.clone() {
+            let i = row + (x + dx) as usize;
+            let weight = falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize];
+            let bin =
+                (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
+            histogram[bin] += weight * level.magnitude[i];
+        }
     }
     // Smooth twice with a [1, 1, 1] window to steady the peaks.
     for _ in 0..2 {
@@ -536,54 +538,80 @@ fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor
     let falloff: Vec<f32> = (-radius..=radius)
         .map(|d| (-((d * d) as f32) / (2.0 * half_width * half_width)).exp())
         .collect();
-    let mut bins = [0f32; DESCRIPTOR_LEN];
-    for (dx, dy, i) in level.window(x as isize, y as isize, radius) {
-        let (fx, fy) = (dx as f32, dy as f32);
-        // Coordinates in the keypoint frame, in cells, centred on the grid.
-        let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-        let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-        if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
-            continue;
-        }
-        let weight =
-            falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize] * level.magnitude[i];
-        // Both angles lie in [0, 2π).
-        let mut relative = level.direction[i] - angle;
-        if relative < 0.0 {
-            relative += TAU;
-        }
-        spread(
-            &mut bins,
-            u,
-            v,
-            relative / TAU * DIRECTION_BINS as f32,
-            weight,
-        );
-    }
-    normalise_and_quantise(&mut bins)
-}
-
-/// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share.
-/// `u` and `v` lie above −1 and `direction` is not negative, so truncation after adding 1 is
-/// the floor (`f32::floor` is a library call on baseline x86-64, and this runs per pixel).
-fn spread(bins: &mut [f32; DESCRIPTOR_LEN], u: f32, v: f32, direction: f32, weight: f32) {
-    let floor = |t: f32| ((t + 1.0) as isize - 1) as f32;
-    let (u0, v0, d0) = (floor(u), floor(v), floor(direction));
-    let (fu, fv, fd) = (u - u0, v - v0, direction - d0);
-    for (row, wv) in [(v0 as isize, 1.0 - fv), (v0 as isize + 1, fv)] {
-        if !(0..CELLS as isize).contains(&row) {
-            continue;
-        }
-        for (col, wu) in [(u0 as isize, 1.0 - fu), (u0 as isize + 1, fu)] {
-            if !(0..CELLS as isize).contains(&col) {
+    let mut bins = SpreadBins::new();
+    let (column, row) = (x as isize, y as isize);
+    let (rows, columns) = level.window(column, row, radius);
+    for dy in rows {
+        let row_start = (row + dy) as usize * level.width;
+        for dx in columns.clone() {
+            let i = row_start + (column + dx) as usize;
+            let (fx, fy) = (dx as f32, dy as f32);
+            // Coordinates in the keypoint frame, in cells, centred on the grid.
+            let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+            let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+            if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
                 continue;
             }
-            for (bin, wd) in [(d0 as usize, 1.0 - fd), (d0 as usize + 1, fd)] {
-                let index =
-                    (row as usize * CELLS + col as usize) * DIRECTION_BINS + bin % DIRECTION_BINS;
-                bins[index] += weight * wv * wu * wd;
+            let weight = falloff[(dx + radius) as usize]
+                * falloff[(dy + radius) as usize]
+                * level.magnitude[i];
+            // Both angles lie in [0, 2π).
+            let mut relative = level.direction[i] - angle;
+            if relative < 0.0 {
+                relative += TAU;
+            }
+            bins.spread(u, v, relative / TAU * DIRECTION_BINS as f32, weight);
+        }
+    }
+    normalise_and_quantise(&mut bins.folded())
+}
+
+/// A descriptor's bins while it is summed, with a margin of one cell around the 4×4 grid and
+/// two extra direction bins, so that each sample adds to its eight neighbouring bins with no
+/// test of where they lie; [`SpreadBins::folded`] drops the margin and wraps the directions.
+struct SpreadBins([f32; SpreadBins::LEN]);
+
+impl SpreadBins {
+    const SIDE: usize = CELLS + 2;
+    const DIRECTIONS: usize = DIRECTION_BINS + 2;
+    const LEN: usize = Self::SIDE * Self::SIDE * Self::DIRECTIONS;
+
+    fn new() -> SpreadBins {
+        SpreadBins([0.0; Self::LEN])
+    }
+
+    /// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share.
+    /// `u` and `v` lie in (−1, 4) and `direction` in [0, 8], so truncation after adding 1 is
+    /// the floor (`f32::floor` is a library call on baseline x86-64, and this runs per pixel).
+    fn spread(&mut self, u: f32, v: f32, direction: f32, weight: f32) {
+        let floor = |t: f32| ((t + 1.0) as isize - 1) as f32;
+        let (u0, v0, d0) = (floor(u), floor(v), floor(direction));
+        let (fu, fv, fd) = (u - u0, v - v0, direction - d0);
+        // Cell (−1, −1) is the margin's corner, at index 0.
+        let corner = ((v0 + 1.0) as usize * Self::SIDE + (u0 + 1.0) as usize) * Self::DIRECTIONS
+            + d0 as usize;
+        for (row, wv) in [(0, 1.0 - fv), (Self::SIDE, fv)] {
+            for (col, wu) in [(0, 1.0 - fu), (1, fu)] {
+                let at = corner + (row + col) * Self::DIRECTIONS;
+                self.0[at] += weight * wv * wu * (1.0 - fd);
+                self.0[at + 1] += weight * wv * wu * fd;
             }
         }
+    }
+
+    /// The 4×4×8 bins: the margin dropped, directions past the last wrapped to the first.
+    fn folded(&self) -> [f32; DESCRIPTOR_LEN] {
+        let mut bins = [0f32; DESCRIPTOR_LEN];
+        for row in 0..CELLS {
+            for col in 0..CELLS {
+                let from = ((row + 1) * Self::SIDE + col + 1) * Self::DIRECTIONS;
+                let cell = &self.0[from..from + Self::DIRECTIONS];
+                for (bin, value) in cell.iter().enumerate() {
+                    bins[(row * CELLS + col) * DIRECTION_BINS + bin % DIRECTION_BINS] += value;
+                }
+            }
+        }
+        bins
     }
 }
 
