@@ -387,24 +387,31 @@ impl Vocabulary {
 
     /// The lists a lookup scans: the nearest leaves below the nearest top centres.
     pub(super) fn lists_near(&self, code: &Code) -> Vec<usize> {
-        let mut tops: Vec<(u32, usize)> = self
+        let tops = self
             .top
             .iter()
             .enumerate()
             .map(|(t, centre)| (hamming(centre, code), t))
             .collect();
-        tops.sort_unstable();
-        let mut leaves: Vec<(u32, usize)> = tops
+        let leaves = smallest(tops, PROBE_TOP)
             .iter()
-            .take(PROBE_TOP)
             .flat_map(|&(_, t)| self.leaves_below(t))
             .map(|leaf| (hamming(&self.leaves[leaf], code), leaf))
             .collect();
-        leaves.sort_unstable();
-        leaves
+        smallest(leaves, PROBE_LISTS)
             .into_iter()
-            .take(PROBE_LISTS)
             .map(|(_, l)| l)
             .collect()
     }
+}
+
+/// The `k` smallest of `items`, in order. Selecting them first spares a full sort of a few
+/// hundred centres in each of a query's 768 lookups (7% of an import's time).
+fn smallest(mut items: Vec<(u32, usize)>, k: usize) -> Vec<(u32, usize)> {
+    if items.len() > k {
+        items.select_nth_unstable(k);
+        items.truncate(k);
+    }
+    items.sort_unstable();
+    items
 }
