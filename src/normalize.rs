@@ -166,7 +166,7 @@ pub fn srgb_to_lab([r, g, b]: [u8; 3]) -> [f32; 3] {
     let linear = |c: u8| LINEAR[usize::from(c)];
     fn f(t: f32) -> f32 {
         if t > 0.008856 {
-            t.cbrt()
+            cube_root(t)
         } else {
             7.787 * t + 16.0 / 116.0
         }
@@ -179,9 +179,33 @@ pub fn srgb_to_lab([r, g, b]: [u8; 3]) -> [f32; 3] {
     [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
 }
 
+/// t^(1/3) for positive normal t, within a few parts in 10^7: an exponent divided by three
+/// in the float's bits (within 4%), then two steps of Halley's method, which triples the
+/// correct digits each. The library's cube root was a twentieth of a registration's time.
+fn cube_root(t: f32) -> f32 {
+    let mut root = f32::from_bits(t.to_bits() / 3 + 0x2a51_4067);
+    for _ in 0..2 {
+        let cube = root * root * root;
+        root *= (cube + 2.0 * t) / (2.0 * cube + t);
+    }
+    root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cube_root_agrees_with_the_library() {
+        for i in 0..100_000 {
+            let t = 0.008 + i as f32 * 1.2e-5;
+            let (fast, exact) = (cube_root(t), t.cbrt());
+            assert!(
+                (fast - exact).abs() <= 4e-7 * exact,
+                "{t}: {fast} vs {exact}"
+            );
+        }
+    }
 
     #[test]
     fn lab_of_white_black_and_red() {
