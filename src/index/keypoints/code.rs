@@ -252,7 +252,7 @@ unsafe fn nearest_below_avx2(
         // SAFETY: 32 readable bytes; the load is unaligned.
         unsafe { _mm256_loadu_si256(quarter.as_ptr().cast()) }
     };
-    let query: Vec<__m256i> = descriptor.chunks_exact(QUARTER).map(load).collect();
+    let query: [__m256i; 4] = std::array::from_fn(|k| load(&descriptor[k * QUARTER..][..QUARTER]));
     let zero = _mm256_setzero_si256();
     let mut nearest = None;
     'references: for (i, reference) in references.iter().enumerate() {
