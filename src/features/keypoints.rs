@@ -395,12 +395,27 @@ fn blur(pixels: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
         .collect();
     let total: f32 = kernel.iter().sum();
     let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { blur_avx2(pixels, width, height, &kernel) };
+    }
     blur_columns(&blur_rows(pixels, width, &kernel), width, height, &kernel)
+}
+
+/// The same passes compiled for AVX2, eight samples to an instruction instead of four (the
+/// blur was a twentieth of a registration's time); no fused multiply-add, so the sums are
+/// the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blur_avx2(pixels: &[f32], width: usize, height: usize, kernel: &[f32]) -> Vec<f32> {
+    blur_columns(&blur_rows(pixels, width, kernel), width, height, kernel)
 }
 
 /// Convolves each row with `kernel` (odd length). Each row is copied into a padded line first,
 /// and the taps form the outer loop, so the inner loop runs over independent pixels and is
 /// vectorised by the compiler.
+#[inline(always)]
 fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
     let radius = kernel.len() / 2;
     let mut padded = Vec::with_capacity(width + 2 * radius);
@@ -422,6 +437,7 @@ fn blur_rows(pixels: &[f32], width: usize, kernel: &[f32]) -> Vec<f32> {
 /// Convolves each column with `kernel` (odd length), clamping at the top and bottom: each
 /// output row is a weighted sum of whole input rows, so the inner loop runs along memory and
 /// is vectorised, with no transpose.
+#[inline(always)]
 fn blur_columns(pixels: &[f32], width: usize, height: usize, kernel: &[f32]) -> Vec<f32> {
     let radius = kernel.len() / 2;
     let mut out = vec![0.0; pixels.len()];
