@@ -739,6 +739,25 @@ mod tests {
     }
 
     #[test]
+    fn the_blur_is_the_same_with_and_without_avx2() {
+        let (width, height) = (37, 23);
+        let pixels: Vec<f32> = (0..width * height)
+            .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+            .collect();
+        for radius in [2, 5, 10] {
+            let kernel: Vec<f32> = (0..=2 * radius).map(|i| 1.0 / (1.0 + i as f32)).collect();
+            let portable =
+                blur_columns(&blur_rows(&pixels, width, &kernel), width, height, &kernel);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                let fast = unsafe { blur_avx2(&pixels, width, height, &kernel) };
+                assert_eq!(fast, portable, "radius {radius}");
+            }
+        }
+    }
+
+    #[test]
     fn finds_keypoints_on_motifs_but_none_on_a_plain_ground() {
         let features = detect_and_describe(&normalize(&motif_print()).structure, MAX_KEYPOINTS);
         assert!(
