@@ -181,7 +181,7 @@ pub fn srgb_to_lab([r, g, b]: [u8; 3]) -> [f32; 3] {
 
 /// t^(1/3) for positive normal t, within a few parts in 10^7: an exponent divided by three
 /// in the float's bits (within 4%), then two steps of Halley's method, which triples the
-/// correct digits each. The library's cube root was a twentieth of a registration's time.
+/// correct digits each. The library's cube root was 3.5% of an import's CPU.
 fn cube_root(t: f32) -> f32 {
     let mut root = f32::from_bits(t.to_bits() / 3 + 0x2a51_4067);
     for _ in 0..2 {
