@@ -7,7 +7,6 @@
 //! [`mirror_descriptor`], which permutes its bins.
 
 use std::f32::consts::{PI, TAU};
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -233,19 +232,25 @@ struct Level {
 }
 
 impl Level {
-    /// The offsets (dy, dx) within `radius` of (x, y) in both axes whose pixels have a
-    /// gradient (the channel's border has none): the rows, then the columns, as ranges.
-    fn window(
+    /// Calls `visit(dx, dy, index)` for each pixel within `radius` of (x, y) in both axes that
+    /// has a gradient (the channel's border has none), row by row: plain loops over the
+    /// window's clipped ranges, with no test per pixel.
+    fn for_each_in_window(
         &self,
-        x: isize,
-        y: isize,
+        x: usize,
+        y: usize,
         radius: isize,
-    ) -> (RangeInclusive<isize>, RangeInclusive<isize>) {
+        mut visit: impl FnMut(isize, isize, usize),
+    ) {
+        let (x, y) = (x as isize, y as isize);
         let (width, height) = (self.width as isize, self.height as isize);
-        (
-            (1 - y).max(-radius)..=(height - 2 - y).min(radius),
-            (1 - x).max(-radius)..=(width - 2 - x).min(radius),
-        )
+        let columns = (1 - x).max(-radius)..=(width - 2 - x).min(radius);
+        for dy in (1 - y).max(-radius)..=(height - 2 - y).min(radius) {
+            let row_start = (y + dy) as usize * self.width;
+            for dx in columns.clone() {
+                visit(dx, dy, row_start + (x + dx) as usize);
+            }
+        }
     }
 
     fn new(width: usize, height: usize, pixels: &[f32]) -> Level {
@@ -497,18 +502,11 @@ fn orientations(level: &Level, x: usize, y: usize, sigma: f32) -> Vec<f32> {
         .map(|d| (-((d * d) as f32) / (2.0 * weight_sigma * weight_sigma)).exp())
         .collect();
     let mut histogram = [0f32; ORIENTATION_BINS];
-    let (x, y) = (x as isize, y as isize);
-    let (rows, columns) = level.window(x, y, radius);
-    for dy in rows {
-        let row = (y + dy) as usize * level.width;
-        for dx in columns.clone() {
-            let i = row + (x + dx) as usize;
-            let weight = falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize];
-            let bin =
-                (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
-            histogram[bin] += weight * level.magnitude[i];
-        }
-    }
+    level.for_each_in_window(x, y, radius, |dx, dy, i| {
+        let weight = falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize];
+        let bin = (level.direction[i] / TAU * ORIENTATION_BINS as f32) as usize % ORIENTATION_BINS;
+        histogram[bin] += weight * level.magnitude[i];
+    });
     // Smooth twice with a [1, 1, 1] window to steady the peaks.
     for _ in 0..2 {
         let copy = histogram;
@@ -555,30 +553,23 @@ fn describe(level: &Level, x: f32, y: f32, sigma: f32, angle: f32) -> Descriptor
         .map(|d| (-((d * d) as f32) / (2.0 * half_width * half_width)).exp())
         .collect();
     let mut bins = SpreadBins::new();
-    let (column, row) = (x as isize, y as isize);
-    let (rows, columns) = level.window(column, row, radius);
-    for dy in rows {
-        let row_start = (row + dy) as usize * level.width;
-        for dx in columns.clone() {
-            let i = row_start + (column + dx) as usize;
-            let (fx, fy) = (dx as f32, dy as f32);
-            // Coordinates in the keypoint frame, in cells, centred on the grid.
-            let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-            let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
-            if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
-                continue;
-            }
-            let weight = falloff[(dx + radius) as usize]
-                * falloff[(dy + radius) as usize]
-                * level.magnitude[i];
-            // Both angles lie in [0, 2π).
-            let mut relative = level.direction[i] - angle;
-            if relative < 0.0 {
-                relative += TAU;
-            }
-            bins.spread(u, v, relative / TAU * DIRECTION_BINS as f32, weight);
+    level.for_each_in_window(x as usize, y as usize, radius, |dx, dy, i| {
+        let (fx, fy) = (dx as f32, dy as f32);
+        // Coordinates in the keypoint frame, in cells, centred on the grid.
+        let u = (cos * fx + sin * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+        let v = (-sin * fx + cos * fy) / cell + CELLS as f32 / 2.0 - 0.5;
+        if u <= -1.0 || v <= -1.0 || u >= CELLS as f32 || v >= CELLS as f32 {
+            return;
         }
-    }
+        let weight =
+            falloff[(dx + radius) as usize] * falloff[(dy + radius) as usize] * level.magnitude[i];
+        // Both angles lie in [0, 2π).
+        let mut relative = level.direction[i] - angle;
+        if relative < 0.0 {
+            relative += TAU;
+        }
+        bins.spread(u, v, relative / TAU * DIRECTION_BINS as f32, weight);
+    });
     normalise_and_quantise(&mut bins.folded())
 }
 
