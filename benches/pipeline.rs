@@ -8,7 +8,7 @@ use huaxing::engine::analyze;
 use huaxing::features::{self, FeatureSet, global_vector};
 use huaxing::index::{Indexes, KeypointIndex, VECTOR_SHAPE, VectorIndex};
 use huaxing::normalize::normalize;
-use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, rank};
+use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, Wanted, rank};
 use image::{ImageFormat, Rgb, RgbImage};
 use rayon::prelude::*;
 
@@ -105,7 +105,7 @@ fn rank_against_10k_prints(bencher: divan::Bencher) {
             &registry.features,
             |_| true,
             None,
-            10,
+            Wanted::Best(10),
             DEFAULT_COPY_THRESHOLD,
         )
     });

@@ -24,7 +24,7 @@ use crate::registry::audit::AuditLog;
 use crate::registry::{
     BlobStore, NewPattern, PatternRecord, Registry, Status, StoredFeatures, sha256_hex,
 };
-use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query, RegisteredFeatures};
+use crate::search::{self, Comparison, DEFAULT_COPY_THRESHOLD, Query, RegisteredFeatures, Wanted};
 
 /// The global-vector graph's folder in the index folder.
 const VECTORS_DIR: &str = "vectors";
@@ -212,11 +212,7 @@ impl Engine {
                 duplicates: Vec::new(),
             });
         }
-        let duplicates: Vec<Match> = self
-            .search(&analysis.features, 10)?
-            .into_iter()
-            .filter(|m| m.comparison.copy)
-            .collect();
+        let duplicates = self.rank(&analysis.features, None, Wanted::Copies(10))?;
         let requested = meta.status.unwrap_or(Status::Registered);
         if !matches!(
             requested,
@@ -316,16 +312,16 @@ impl Engine {
 
     /// The `k` published patterns most similar to `query`, best first.
     pub fn search(&self, query: &FeatureSet, k: usize) -> Result<Vec<Match>> {
-        self.rank(query, None, k)
+        self.rank(query, None, Wanted::Best(k))
     }
 
     /// The `k` published patterns most similar to a registered one, itself left out.
     pub fn similar_to(&self, id: &str, k: usize) -> Result<Vec<Match>> {
         let seq = self.get(id)?.seq;
-        self.rank(&*self.features_of(id)?, Some(seq), k)
+        self.rank(&*self.features_of(id)?, Some(seq), Wanted::Best(k))
     }
 
-    fn rank(&self, query: &FeatureSet, itself: Option<u64>, k: usize) -> Result<Vec<Match>> {
+    fn rank(&self, query: &FeatureSet, itself: Option<u64>, asked: Wanted) -> Result<Vec<Match>> {
         // Read per candidate, only in the sequential filtering before the scoring runs on
         // rayon (a guard held across rayon work could deadlock with a registration).
         let published = |seq| {
@@ -341,7 +337,7 @@ impl Engine {
             &self.features,
             published,
             itself,
-            k,
+            asked,
             self.config.copy_threshold,
         );
         ranked
