@@ -587,16 +587,21 @@ impl SpreadBins {
         SpreadBins([0.0; Self::LEN])
     }
 
-    /// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share.
-    /// `u` and `v` lie in (−1, 4) and `direction` in [0, 8], so truncation after adding 1 is
-    /// the floor (`f32::floor` is a library call on baseline x86-64, and this runs per pixel).
+    /// Adds `weight` to the eight bins around (v, u, direction), each by its trilinear share;
+    /// `u` and `v` lie in (−1, 4) and `direction` in [0, 8]. The floor is truncation, one
+    /// less below zero (`f32::floor` is a library call on baseline x86-64, and this runs per
+    /// pixel; truncating t + 1 instead rounds 4 − ε up to 5, past the bins).
     fn spread(&mut self, u: f32, v: f32, direction: f32, weight: f32) {
-        let floor = |t: f32| ((t + 1.0) as isize - 1) as f32;
+        let floor = |t: f32| {
+            let truncated = t as i32;
+            truncated - i32::from(truncated as f32 > t)
+        };
         let (u0, v0, d0) = (floor(u), floor(v), floor(direction));
-        let (fu, fv, fd) = (u - u0, v - v0, direction - d0);
-        // Cell (−1, −1) is the margin's corner, at index 0.
-        let corner = ((v0 + 1.0) as usize * Self::SIDE + (u0 + 1.0) as usize) * Self::DIRECTIONS
-            + d0 as usize;
+        let (fu, fv, fd) = (u - u0 as f32, v - v0 as f32, direction - d0 as f32);
+        // Cell (−1, −1) is the margin's corner, at index 0. Integer arithmetic: a float cast
+        // to usize costs a range check of its own.
+        let corner =
+            ((v0 + 1) as usize * Self::SIDE + (u0 + 1) as usize) * Self::DIRECTIONS + d0 as usize;
         for (row, wv) in [(0, 1.0 - fv), (Self::SIDE, fv)] {
             for (col, wu) in [(0, 1.0 - fu), (1, fu)] {
                 let at = corner + (row + col) * Self::DIRECTIONS;
@@ -840,6 +845,22 @@ mod tests {
             }
         }
         assert_eq!(fast_atan2(0.0, 0.0), 0.0);
+    }
+
+    #[test]
+    fn a_sample_at_the_grid_edge_is_spread_without_a_panic() {
+        // Just inside the grid's far edge, where adding 1 before truncating rounds up to 5:
+        // its weight goes to the margin, which folding drops.
+        let edge = 4f32.next_down();
+        let mut bins = SpreadBins::new();
+        bins.spread(edge, edge, 0.5, 1.0);
+        assert!(bins.folded().iter().sum::<f32>() < 1e-5);
+        // At the last cell's centre, all of it stays there, halved between two directions.
+        bins.spread(3.0, 3.0, 0.5, 1.0);
+        let folded = bins.folded();
+        let last_cell = (CELLS * CELLS - 1) * DIRECTION_BINS;
+        assert!((folded[last_cell] - 0.5).abs() < 1e-5);
+        assert!((folded[last_cell + 1] - 0.5).abs() < 1e-5);
     }
 
     #[test]
