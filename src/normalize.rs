@@ -126,28 +126,40 @@ fn smoothed(lab: &[[f32; 3]], width: usize, height: usize) -> Vec<[f32; 3]> {
 /// Sobel gradient magnitude over the three CIELAB channels together, edges clamped.
 fn edge_strength(lab: &[[f32; 3]], width: u32, height: u32) -> GrayF32 {
     let (w, h) = (width as usize, height as usize);
-    let mut strength = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let [above, row, below] =
-            [y.saturating_sub(1), y, (y + 1).min(h - 1)].map(|r| &lab[r * w..(r + 1) * w]);
-        for x in 0..w {
-            let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
-            let mut sum = 0.0;
-            for c in 0..3 {
-                let gx = above[right][c] + 2.0 * row[right][c] + below[right][c]
-                    - above[left][c]
-                    - 2.0 * row[left][c]
-                    - below[left][c];
-                let gy = below[left][c] + 2.0 * below[x][c] + below[right][c]
-                    - above[left][c]
-                    - 2.0 * above[x][c]
-                    - above[right][c];
-                sum += gx * gx + gy * gy;
+    let mut sums = vec![0.0f32; w * h];
+    // One channel at a time, each row padded with copies of its end pixels, so that the inner
+    // loop runs over plain slices with no clamping per pixel and is vectorised.
+    let mut padded = vec![0.0f32; (w + 2) * h];
+    for c in 0..3 {
+        for (row, line) in lab.chunks_exact(w).zip(padded.chunks_exact_mut(w + 2)) {
+            for (value, pixel) in line[1..=w].iter_mut().zip(row) {
+                *value = pixel[c];
             }
-            // Sobel weights sum to 8 per side; 100 ΔE is a jump from black to white.
-            strength.push((sum.sqrt() / 8.0 / 100.0).min(1.0));
+            (line[0], line[w + 1]) = (row[0][c], row[w - 1][c]);
+        }
+        let line = |y: usize| &padded[y * (w + 2)..(y + 1) * (w + 2)];
+        for (y, sums) in sums.chunks_exact_mut(w).enumerate() {
+            let (above, row, below) =
+                (line(y.saturating_sub(1)), line(y), line((y + 1).min(h - 1)));
+            for (x, sum) in sums.iter_mut().enumerate() {
+                let (left, middle, right) = (x, x + 1, x + 2);
+                let gx = above[right] + 2.0 * row[right] + below[right]
+                    - above[left]
+                    - 2.0 * row[left]
+                    - below[left];
+                let gy = below[left] + 2.0 * below[middle] + below[right]
+                    - above[left]
+                    - 2.0 * above[middle]
+                    - above[right];
+                *sum += gx * gx + gy * gy;
+            }
         }
     }
+    // Sobel weights sum to 8 per side; 100 ΔE is a jump from black to white.
+    let strength = sums
+        .into_iter()
+        .map(|sum| (sum.sqrt() / 8.0 / 100.0).min(1.0))
+        .collect();
     GrayF32::from_raw(width, height, strength).expect("one sample per pixel")
 }
 
