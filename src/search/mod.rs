@@ -599,8 +599,8 @@ mod tests {
     #[test]
     fn a_duplicate_check_finds_the_copies_a_search_finds() {
         // Print 100 holds 40 of the query's kinds of keypoint, all turned alike: a copy by its
-        // parts alone. Prints 0 to 19 share one kind each with it, which a duplicate check
-        // passes over unverified.
+        // parts alone. Prints 0 to 19 share one kind each with the query, too little for a copy:
+        // a duplicate check passes over them unverified.
         let registered: Vec<(u64, Arc<FeatureSet>)> = (0..20)
             .map(|p| (p as u64, print_of_kinds(&[p])))
             .chain([(100, print_of_kinds(&(0..40).collect::<Vec<_>>()))])
