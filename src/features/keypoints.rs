@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Extractor, FeatureSet};
+use crate::index::{squared_bound, squared_distance_below};
 use crate::normalize::{GrayF32, PrintImage};
 
 /// Most keypoints a registered print keeps, strongest first: what each print costs in memory.
@@ -29,6 +30,8 @@ const BASE_SIGMA: f32 = 1.6;
 const CONTRAST_THRESHOLD: f32 = 0.012;
 /// Largest ratio of principal curvatures: rejects points on straight edges.
 const EDGE_RATIO: f32 = 10.0;
+/// Descriptors closer than this are one keypoint repeated: the verifier's match distance.
+const REPEAT_DISTANCE: f32 = 200.0;
 const ORIENTATION_BINS: usize = 36;
 const CELLS: usize = 4;
 const DIRECTION_BINS: usize = 8;
@@ -136,14 +139,19 @@ pub struct LocalFeatures {
     /// Size of the working image the coordinates refer to.
     pub width: u32,
     pub height: u32,
+    /// How many of the last keypoints repeat an earlier one (the same motif in another repeat
+    /// of the print). A query uses them: each repeat gives a motif another chance to match. A
+    /// registered print does not keep them.
+    pub repeats: usize,
 }
 
 impl LocalFeatures {
-    /// The descriptors a registered print keeps: the [`MAX_KEYPOINTS`] strongest. A print fresh
-    /// from an upload has more; compared as a reference, it is held to these so that it scores
-    /// as it would registered.
+    /// The descriptors a registered print keeps: the [`MAX_KEYPOINTS`] strongest that repeat
+    /// none before them. A print fresh from an upload has more; compared as a reference, it is
+    /// held to these so that it scores as it would registered.
     pub fn registered_descriptors(&self) -> &[PackedDescriptor] {
-        &self.descriptors[..self.descriptors.len().min(MAX_KEYPOINTS)]
+        let distinct = self.descriptors.len() - self.repeats;
+        &self.descriptors[..distinct.min(MAX_KEYPOINTS)]
     }
 
     /// Keeps only what a registered print keeps ([`Self::registered_descriptors`]).
@@ -153,6 +161,7 @@ impl LocalFeatures {
         if self.descriptors.len() > kept {
             self.descriptors = self.descriptors[..kept].into();
         }
+        self.repeats = 0;
     }
 
     /// Every descriptor in the form distances are taken on.
@@ -381,12 +390,40 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
             break;
         }
     }
+    // Repeats are judged on the descriptors as held, as the verifier sees them.
+    let held: Vec<Descriptor> = descriptors.iter().map(PackedDescriptor::unpack).collect();
+    let (order, distinct) = distinct_first(&held);
     LocalFeatures {
-        keypoints,
-        descriptors: descriptors.into(),
+        keypoints: order.iter().map(|&i| keypoints[i]).collect(),
+        descriptors: order.iter().map(|&i| descriptors[i]).collect(),
         width: width as u32,
         height: height as u32,
+        repeats: order.len() - distinct,
     }
+}
+
+/// The order in which a print's keypoints are kept, and how many of them repeat none before
+/// them: strongest first, but a keypoint that repeats one already taken (the same motif in the
+/// next repeat of the print) only after every keypoint that repeats none. A repeat print would
+/// otherwise spend its registered keypoints on the same motifs again, and a copy that shows
+/// each motif once (rearranged, partial) meets fewer of them.
+fn distinct_first(descriptors: &[Descriptor]) -> (Vec<usize>, usize) {
+    let bound = squared_bound(REPEAT_DISTANCE);
+    let mut distinct: Vec<usize> = Vec::new();
+    let mut repeats = Vec::new();
+    for (i, descriptor) in descriptors.iter().enumerate() {
+        let seen = distinct
+            .iter()
+            .any(|&j| squared_distance_below(descriptor, &descriptors[j], bound).is_some());
+        if seen {
+            repeats.push(i)
+        } else {
+            distinct.push(i)
+        }
+    }
+    let count = distinct.len();
+    distinct.extend(repeats);
+    (distinct, count)
 }
 
 /// Separable Gaussian blur with edge clamping: rows, then columns.
@@ -872,6 +909,36 @@ mod tests {
             assert!(a.abs_diff(*b) <= 6 || (*a > 128 && *b == 128), "{a} → {b}");
         }
         assert_eq!(PackedDescriptor::pack(&unpacked).unpack(), unpacked);
+    }
+
+    #[test]
+    fn a_repeat_print_keeps_each_keypoint_once_when_registered() {
+        let tile = motif_print();
+        let mut tiled = RgbImage::new(2 * tile.width(), 2 * tile.height());
+        for (x, y) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            imageops::replace(
+                &mut tiled,
+                &tile,
+                i64::from(x * tile.width()),
+                i64::from(y * tile.height()),
+            );
+        }
+        let channel = contrast_normalised(&normalize(&tiled).structure);
+        let query = detect_and_describe(&channel, QUERY_KEYPOINTS);
+        assert!(query.repeats > 0, "the query keeps the repeats");
+        let mut registered = query.clone();
+        registered.keep_registered();
+        let kept = registered.unpacked_descriptors();
+        assert!(kept.len() < query.keypoints.len());
+        for (i, a) in kept.iter().enumerate() {
+            for b in &kept[i + 1..] {
+                assert!(distance(a, b) >= REPEAT_DISTANCE, "a repeat was kept");
+            }
+        }
+        // Nothing the query sees is lost: each of its keypoints has its twin among the kept.
+        for descriptor in query.unpacked_descriptors() {
+            assert!(nearest(&registered, &descriptor).1 < REPEAT_DISTANCE);
+        }
     }
 
     #[test]
