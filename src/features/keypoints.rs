@@ -15,7 +15,8 @@ use super::{Extractor, FeatureSet};
 use crate::index::{squared_bound, squared_distance_below};
 use crate::normalize::{GrayF32, PrintImage};
 
-/// Most keypoints a registered print keeps, strongest first: what each print costs in memory.
+/// Most keypoints a registered print keeps, strongest first and each repeat of one only once:
+/// what each print costs in memory.
 pub const MAX_KEYPOINTS: usize = 192;
 /// Most keypoints extracted, and used by a query, which is not stored: twice as many give a
 /// rearranged copy's motifs, each with a new size and place, more chances to meet the
