@@ -92,6 +92,9 @@ impl FeatureSet {
         if features.local.keypoints.len() != features.local.descriptors.len() {
             return Err("keypoints and descriptors differ in number".into());
         }
+        if features.local.repeats > features.local.descriptors.len() {
+            return Err("more repeated keypoints than keypoints".into());
+        }
         Ok(features)
     }
 }
@@ -126,5 +129,8 @@ mod tests {
         assert_eq!(FeatureSet::from_bytes(&json).unwrap(), features);
         assert!(FeatureSet::from_bytes(&binary[..binary.len() / 2]).is_err());
         assert!(FeatureSet::from_bytes(b"").is_err());
+        let mut inconsistent = features;
+        inconsistent.local.repeats = inconsistent.local.descriptors.len() + 1;
+        assert!(FeatureSet::from_bytes(&inconsistent.to_bytes()).is_err());
     }
 }
