@@ -31,8 +31,10 @@ const BASE_SIGMA: f32 = 1.6;
 const CONTRAST_THRESHOLD: f32 = 0.012;
 /// Largest ratio of principal curvatures: rejects points on straight edges.
 const EDGE_RATIO: f32 = 10.0;
-/// Descriptors closer than this are one keypoint repeated: the verifier's match distance.
-const REPEAT_DISTANCE: f32 = 200.0;
+/// Largest descriptor distance that counts as a match (descriptors have length 512): the
+/// verifier's and the keypoint index's, and below it two keypoints of one print are one
+/// keypoint repeated.
+pub const MATCH_DISTANCE: f32 = 200.0;
 const ORIENTATION_BINS: usize = 36;
 const CELLS: usize = 4;
 const DIRECTION_BINS: usize = 8;
@@ -409,7 +411,7 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
 /// otherwise spend its registered keypoints on the same motifs again, and a copy that shows
 /// each motif once (rearranged, partial) meets fewer of them.
 fn distinct_first(descriptors: &[Descriptor]) -> (Vec<usize>, usize) {
-    let bound = squared_bound(REPEAT_DISTANCE);
+    let bound = squared_bound(MATCH_DISTANCE);
     let mut distinct: Vec<usize> = Vec::new();
     let mut repeats = Vec::new();
     for (i, descriptor) in descriptors.iter().enumerate() {
@@ -933,12 +935,12 @@ mod tests {
         assert!(kept.len() < query.keypoints.len());
         for (i, a) in kept.iter().enumerate() {
             for b in &kept[i + 1..] {
-                assert!(distance(a, b) >= REPEAT_DISTANCE, "a repeat was kept");
+                assert!(distance(a, b) >= MATCH_DISTANCE, "a repeat was kept");
             }
         }
         // Nothing the query sees is lost: each of its keypoints has its twin among the kept.
         for descriptor in query.unpacked_descriptors() {
-            assert!(nearest(&registered, &descriptor).1 < REPEAT_DISTANCE);
+            assert!(nearest(&registered, &descriptor).1 < MATCH_DISTANCE);
         }
     }
 

@@ -15,13 +15,12 @@ use std::f32::consts::TAU;
 
 use serde::Serialize;
 
+pub use crate::features::keypoints::MATCH_DISTANCE;
 use crate::features::keypoints::{
     Descriptor, Keypoint, LocalFeatures, PackedDescriptor, mirror_descriptor, mirror_keypoint,
 };
 use crate::index::{nearest_below, squared_bound, squared_distance_below};
 
-/// Largest descriptor distance that counts as a match (descriptors have length 512).
-pub const MATCH_DISTANCE: f32 = 200.0;
 /// Turn bins of 30°, and scale bins of a factor √2.
 const ROTATION_BIN: f32 = TAU / 12.0;
 const LOG2_SCALE_BIN: f32 = 0.5;
