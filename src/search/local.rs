@@ -15,9 +15,9 @@ use std::f32::consts::TAU;
 
 use serde::Serialize;
 
-pub use crate::features::keypoints::MATCH_DISTANCE;
 use crate::features::keypoints::{
-    Descriptor, Keypoint, LocalFeatures, PackedDescriptor, mirror_descriptor, mirror_keypoint,
+    Descriptor, Keypoint, LocalFeatures, MATCH_DISTANCE, PackedDescriptor, mirror_descriptor,
+    mirror_keypoint,
 };
 use crate::index::{nearest_below, squared_bound, squared_distance_below};
 

@@ -13,13 +13,10 @@ use serde::Serialize;
 
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
-use crate::features::keypoints::Descriptor;
+use crate::features::keypoints::{Descriptor, MATCH_DISTANCE};
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
-use local::{
-    LocalEvidence, MATCH_DISTANCE, QueryDescriptors, TransformBin, transform_between,
-    transform_bins,
-};
+use local::{LocalEvidence, QueryDescriptors, TransformBin, transform_between, transform_bins};
 use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy

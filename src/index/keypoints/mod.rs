@@ -314,7 +314,7 @@ mod tests {
 
     use super::code::hamming;
     use super::*;
-    use crate::search::local::MATCH_DISTANCE;
+    use crate::features::keypoints::MATCH_DISTANCE;
 
     /// Descriptors of the fixture prints and their copies.
     fn fixture_descriptors() -> Vec<Descriptor> {
