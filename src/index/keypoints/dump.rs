@@ -1,6 +1,7 @@
 //! The keypoint index on disk: one file with a magic, its format and feature version, every
-//! print's sequence number, the vocabulary and the posting lists as little-endian words, and a
-//! CRC-32 of all of it. Written to a fresh file and renamed over the old one.
+//! print's sequence number, the vocabulary, and each leaf's centres and posting lists as
+//! little-endian words, and a CRC-32 of all of it. Written to a fresh file and renamed over
+//! the old one.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -9,14 +10,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::code::{CODE_WORDS, Code, Vocabulary};
-use super::{Contents, KEYPOINT_BITS, KeypointIndex, PostingList};
+use super::{Contents, KEYPOINT_BITS, KeypointIndex, Leaf, PostingList};
 use crate::error::{Error, Result};
 use crate::features::FeatureSet;
 
 /// Bumped when the dump's layout changes.
 /// 2: codes summed in eight lanes (a rare last bit may differ from format 1's).
 /// 3: codes of 128 bits.
-const DUMP_FORMAT: u32 = 3;
+/// 4: leaves split into lists of their own.
+const DUMP_FORMAT: u32 = 4;
 const MAGIC: &[u8; 8] = b"HXKPIDX\0";
 
 /// Writes `len` then the words, little-endian.
@@ -114,10 +116,14 @@ impl KeypointIndex {
                     write_words(&mut out, codes_to_words(&v.leaves))?;
                 }
             }
-            out.write_all(&(contents.lists.len() as u64).to_le_bytes())?;
-            for list in &contents.lists {
-                write_words(&mut out, codes_to_words(&list.codes))?;
-                write_words(&mut out, list.entries.iter().map(|&e| u64::from(e)))?;
+            out.write_all(&(contents.leaves.len() as u64).to_le_bytes())?;
+            for leaf in &contents.leaves {
+                write_words(&mut out, [leaf.split_at as u64].into_iter())?;
+                write_words(&mut out, codes_to_words(&leaf.centres))?;
+                for list in &leaf.lists {
+                    write_words(&mut out, codes_to_words(&list.codes))?;
+                    write_words(&mut out, list.entries.iter().map(|&e| u64::from(e)))?;
+                }
             }
             let crc = out.crc.clone().finalize();
             let mut inner = out.inner;
@@ -187,21 +193,34 @@ impl KeypointIndex {
             }
             _ => return Err(damaged("inconsistent vocabulary")),
         };
-        let list_count = read_u64(&mut input).map_err(|e| Error::io(path, e))? as usize;
-        let expected_lists = vocabulary.as_ref().map_or(1, |v| v.leaves.len());
-        if list_count != expected_lists {
-            return Err(damaged("wrong number of lists"));
+        let leaf_count = read_u64(&mut input).map_err(|e| Error::io(path, e))? as usize;
+        let expected_leaves = vocabulary.as_ref().map_or(1, |v| v.leaves.len());
+        if leaf_count != expected_leaves {
+            return Err(damaged("wrong number of leaves"));
         }
-        let mut lists = Vec::with_capacity(list_count);
+        let mut leaves = Vec::with_capacity(leaf_count);
         let mut keypoints = 0;
-        for _ in 0..list_count {
-            let codes = words_to_codes(read(&mut input)?).map_err(|e| Error::io(path, e))?;
-            let entries: Vec<u32> = read(&mut input)?.into_iter().map(|e| e as u32).collect();
-            if codes.len() != entries.len() {
-                return Err(damaged("a list's codes and entries differ in number"));
+        for _ in 0..leaf_count {
+            let [split_at] = read(&mut input)?[..] else {
+                return Err(damaged("a leaf without its size"));
+            };
+            let centres = words_to_codes(read(&mut input)?).map_err(|e| Error::io(path, e))?;
+            let mut lists = Vec::with_capacity(centres.len().max(1));
+            for _ in 0..centres.len().max(1) {
+                let codes = words_to_codes(read(&mut input)?).map_err(|e| Error::io(path, e))?;
+                let entries: Vec<u32> = read(&mut input)?.into_iter().map(|e| e as u32).collect();
+                if codes.len() != entries.len() {
+                    return Err(damaged("a list's codes and entries differ in number"));
+                }
+                keypoints += codes.len();
+                lists.push(PostingList { codes, entries });
             }
-            keypoints += codes.len();
-            lists.push(PostingList { codes, entries });
+            leaves.push(Leaf {
+                len: lists.iter().map(PostingList::len).sum(),
+                centres,
+                lists,
+                split_at: split_at as usize,
+            });
         }
         let crc = input.crc.clone().finalize();
         let stored = read_u32(&mut input.inner).map_err(|e| Error::io(path, e))?;
@@ -215,7 +234,11 @@ impl KeypointIndex {
                 None => return Ok(None),
             }
         }
-        let in_range = lists.iter().flat_map(|l| &l.entries).all(|&entry| {
+        let entries = leaves
+            .iter()
+            .flat_map(|leaf| &leaf.lists)
+            .flat_map(|l| &l.entries);
+        let in_range = entries.copied().all(|entry| {
             prints
                 .get((entry >> KEYPOINT_BITS) as usize)
                 .is_some_and(|(_, descriptors)| {
@@ -237,7 +260,7 @@ impl KeypointIndex {
         Ok(Some(KeypointIndex {
             contents: RwLock::new(Contents {
                 vocabulary,
-                lists,
+                leaves,
                 prints,
                 slots,
                 keypoints,

@@ -8,20 +8,27 @@
 //! - Codes are filed in posting lists by a two-level [`Vocabulary`] of binary centres,
 //!   trained on the registered codes by k-majority (k-means for bit strings, as the binary
 //!   vocabulary trees of image retrieval do) and trained again each time the index grows
-//!   fourfold, up to 16,384 lists. A lookup scans the lists whose centres are nearest the query's code.
+//!   fourfold, up to 16,384 leaves. A [`Leaf`] where codes crowd splits them into lists of
+//!   its own, and again at each fourfold growth, so lists stay short once the vocabulary
+//!   stops growing. A lookup scans the lists whose centres are nearest the query's code,
+//!   under the leaves nearest it.
 //! - A code that comes close is checked against the descriptor itself (held once, shared with
 //!   the print's features and so with the verifier), so "lands near" means what the verifier's
 //!   match distance means.
 
 mod code;
 mod dump;
+mod leaf;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use code::{Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of};
+use code::{
+    Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of, smallest,
+};
 pub use code::{nearest_below, squared_bound, squared_distance_below};
+use leaf::{Leaf, PostingList};
 
 use crate::features::FeatureSet;
 use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
@@ -37,29 +44,26 @@ const SHORTLIST_BITS: u32 = 28;
 /// distance), and checking them all was most of an import's time; codes closer in bits hold
 /// closer descriptors, so the nearest few are among the first checked.
 const SHORTLIST_PER_NEIGHBOUR: usize = 4;
+/// Of the lists of split leaves under the leaves a lookup follows, it scans the nearest this
+/// many (leaves that have not split are short, and scanned whole).
+const PROBE_LISTS: usize = 32;
 /// An index smaller than this is scanned whole: training would cost more than it saves.
 const TRAIN_AT: usize = 8192;
 /// Trained again once it holds this many times the keypoints it was trained on, until a
-/// training has had the most lists and a full sample: another would only move the centres, and
-/// would hold registrations for longer each time (3.6 s at 2.1M keypoints).
+/// training has had the most leaves and a full sample: another would only move the centres, and
+/// would hold registrations for longer each time (3.6 s at 2.1M keypoints). Past that, leaves
+/// split where codes crowd.
 const RETRAIN_GROWTH: usize = 4;
 /// Bits of a posting entry that number the keypoint within its print.
 const KEYPOINT_BITS: u32 = 8;
 const _: () = assert!(MAX_KEYPOINTS <= 1 << KEYPOINT_BITS);
 
-/// The codes filed under one leaf, and whose keypoints they are: `slot << KEYPOINT_BITS |
-/// keypoint`.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct PostingList {
-    codes: Vec<Code>,
-    entries: Vec<u32>,
-}
-
 #[derive(Default)]
 struct Contents {
-    /// `None` while the index is too small to train: one list holds every code.
+    /// `None` while the index is too small to train: one leaf holds every code, unsplit.
     vocabulary: Option<Vocabulary>,
-    lists: Vec<PostingList>,
+    /// By leaf of the vocabulary. Entries are `slot << KEYPOINT_BITS | keypoint`.
+    leaves: Vec<Leaf>,
     /// Prints by slot with their descriptors (shared with their features), and the slot of
     /// each print.
     prints: Vec<(u64, Arc<[PackedDescriptor]>)>,
@@ -70,15 +74,12 @@ struct Contents {
 impl Contents {
     fn file(&mut self, slot: u32, codes: &[Code]) {
         for (k, code) in codes.iter().enumerate() {
-            let list = match &self.vocabulary {
-                Some(vocabulary) => vocabulary.list_of(code),
+            let leaf = match &self.vocabulary {
+                Some(vocabulary) => vocabulary.leaf_of(code),
                 None => 0,
             };
-            push_sparingly(&mut self.lists[list].codes, *code);
-            push_sparingly(
-                &mut self.lists[list].entries,
-                slot << KEYPOINT_BITS | k as u32,
-            );
+            let trained = self.vocabulary.is_some();
+            self.leaves[leaf].file(*code, slot << KEYPOINT_BITS | k as u32, trained);
         }
         self.keypoints += codes.len();
     }
@@ -93,38 +94,23 @@ impl Contents {
         }
     }
 
-    /// A vocabulary trained on the present codes, and the lists refiled under it.
-    fn retrained(&self) -> (Vocabulary, Vec<PostingList>) {
-        let all = || self.lists.iter().flat_map(|l| l.codes.iter());
+    /// A vocabulary trained on the present codes, and the codes refiled under it.
+    fn retrained(&self) -> (Vocabulary, Vec<Leaf>) {
+        let lists = || self.leaves.iter().flat_map(|leaf| &leaf.lists);
+        let all = || lists().flat_map(|l| l.codes.iter());
         let branching = ((self.keypoints / LIST_TARGET) as f64).sqrt().ceil() as usize;
         let wanted = SAMPLE_PER_CENTRE * branching.clamp(2, MAX_BRANCHING).pow(2);
         let stride = self.keypoints.div_ceil(wanted).max(1);
         let sample: Vec<Code> = all().step_by(stride).copied().collect();
         let vocabulary = Vocabulary::train(&sample, self.keypoints);
-        let mut lists = vec![PostingList::default(); vocabulary.leaves.len()];
-        for list in &self.lists {
+        let mut leaves = vec![Leaf::default(); vocabulary.leaves.len()];
+        for list in lists() {
             for (code, entry) in list.codes.iter().zip(&list.entries) {
-                let to = &mut lists[vocabulary.list_of(code)];
-                to.codes.push(*code);
-                to.entries.push(*entry);
+                leaves[vocabulary.leaf_of(code)].file(*code, *entry, true);
             }
         }
-        for list in &mut lists {
-            list.codes.shrink_to_fit();
-            list.entries.shrink_to_fit();
-        }
-        (vocabulary, lists)
+        (vocabulary, leaves)
     }
-}
-
-/// Pushes onto a posting list, growing it by an eighth when full rather than doubling it: the
-/// lists are many (16,384) and each gains a few codes now and then, so doubling would leave up
-/// to half of the index's memory allocated and unused.
-fn push_sparingly<T>(list: &mut Vec<T>, item: T) {
-    if list.len() == list.capacity() {
-        list.reserve_exact(list.capacity() / 8 + 4);
-    }
-    list.push(item);
 }
 
 /// The index. Lookups share it; one insertion at a time changes it.
@@ -139,7 +125,7 @@ impl Default for KeypointIndex {
     fn default() -> Self {
         KeypointIndex {
             contents: RwLock::new(Contents {
-                lists: vec![PostingList::default()],
+                leaves: vec![Leaf::default()],
                 ..Contents::default()
             }),
             inserting: Mutex::new(()),
@@ -216,16 +202,16 @@ impl KeypointIndex {
     /// Called with `inserting` held.
     fn train(&self) {
         let started = Instant::now();
-        let (vocabulary, lists) = self.read().retrained();
+        let (vocabulary, leaves) = self.read().retrained();
         let mut contents = self.contents.write().expect("keypoint index lock");
         tracing::info!(
             keypoints = contents.keypoints,
-            lists = lists.len(),
+            leaves = leaves.len(),
             "keypoint vocabulary trained in {:.1} s",
             started.elapsed().as_secs_f32()
         );
         contents.vocabulary = Some(vocabulary);
-        contents.lists = lists;
+        contents.leaves = leaves;
     }
 
     /// The registered keypoints within `max_distance` of `descriptor`, as (print, keypoint's
@@ -239,15 +225,12 @@ impl KeypointIndex {
     ) -> Vec<(u64, usize)> {
         let code = code_of(descriptor);
         let contents = self.read();
-        let lists = match &contents.vocabulary {
-            Some(vocabulary) => vocabulary.lists_near(&code),
-            None => vec![0],
-        };
+        let lists = lists_to_scan(&contents, &code);
         let bound = squared_bound(max_distance);
         let mut found: Vec<(u32, (u64, usize))> = Vec::new();
         let mut close = Vec::new();
         let mut shortlist = Vec::new();
-        for list in lists.iter().map(|&l| &contents.lists[l]) {
+        for list in lists {
             close.clear();
             close_codes(&code, &list.codes, SHORTLIST_BITS, &mut close);
             shortlist.extend(close.iter().map(|&(bits, i)| (bits, list.entries[i])));
@@ -283,6 +266,40 @@ impl KeypointIndex {
             .map(|(_, keypoint)| keypoint)
             .collect()
     }
+}
+
+/// The lists a lookup of `code` scans: under the leaves nearest it, the whole list of each
+/// leaf that has not split, and of the split leaves' lists the `PROBE_LISTS` nearest. Only
+/// when they are more than that are they ranked: in a registry of 10,000 most split leaves
+/// hold a few lists, and ranking them all for nothing made an import 7% slower.
+fn lists_to_scan<'c>(contents: &'c Contents, code: &Code) -> Vec<&'c PostingList> {
+    let leaves: Vec<&Leaf> = match &contents.vocabulary {
+        Some(vocabulary) => vocabulary
+            .leaves_near(code)
+            .into_iter()
+            .map(|l| &contents.leaves[l])
+            .collect(),
+        None => vec![&contents.leaves[0]],
+    };
+    let (unsplit, split): (Vec<&Leaf>, Vec<&Leaf>) =
+        leaves.into_iter().partition(|leaf| leaf.centres.is_empty());
+    let mut scanned: Vec<&PostingList> = unsplit.iter().map(|leaf| &leaf.lists[0]).collect();
+    if split.iter().map(|leaf| leaf.lists.len()).sum::<usize>() <= PROBE_LISTS {
+        scanned.extend(split.iter().flat_map(|leaf| &leaf.lists));
+        return scanned;
+    }
+    let (mut candidates, mut ranked, mut distances) = (Vec::new(), Vec::new(), Vec::new());
+    for leaf in split {
+        distances.clear();
+        leaf.lists_by_distance(code, &mut distances);
+        for &(bits, list) in &distances {
+            ranked.push((bits, candidates.len()));
+            candidates.push(&leaf.lists[list]);
+        }
+    }
+    let nearest = smallest(ranked, PROBE_LISTS);
+    scanned.extend(nearest.into_iter().map(|(_, c)| candidates[c]));
+    scanned
 }
 
 /// The codes of a print's descriptors, in keypoint order.
@@ -453,10 +470,20 @@ mod tests {
             index.insert(*seq, features.clone());
         }
         assert_eq!(index.len(), 12_000);
-        let lists = index.read().lists.len();
+        let leaves = index.read().leaves.len();
         assert!(
-            lists >= 100,
-            "trained at 8,192 keypoints into {lists} lists"
+            leaves >= 100,
+            "trained at 8,192 keypoints into {leaves} leaves"
+        );
+        let split = index
+            .read()
+            .leaves
+            .iter()
+            .filter(|l| l.lists.len() > 1)
+            .count();
+        assert!(
+            split > 0,
+            "some leaves split, so the reload below reads split leaves"
         );
         let trained = recall(&index, &prints, &queries);
         assert!(trained >= 0.95, "recall {trained}");
