@@ -73,13 +73,14 @@ struct Contents {
 
 impl Contents {
     fn file(&mut self, slot: u32, codes: &[Code]) {
+        // Before the first training the one leaf is the whole index, scanned whole: no splits.
+        let may_split = self.vocabulary.is_some();
         for (k, code) in codes.iter().enumerate() {
             let leaf = match &self.vocabulary {
                 Some(vocabulary) => vocabulary.leaf_of(code),
                 None => 0,
             };
-            let trained = self.vocabulary.is_some();
-            self.leaves[leaf].file(*code, slot << KEYPOINT_BITS | k as u32, trained);
+            self.leaves[leaf].file(*code, slot << KEYPOINT_BITS | k as u32, may_split);
         }
         self.keypoints += codes.len();
     }
