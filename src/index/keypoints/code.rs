@@ -126,19 +126,26 @@ unsafe fn close_codes_popcnt(
     close_codes_portable(code, codes, bits, found);
 }
 
+/// A reproducible stream of pseudo-random words for the index's tests (a 64-bit linear
+/// congruential generator; the first word is the state after one step from `seed`).
+#[cfg(test)]
+pub(super) fn test_words(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_popcount_scan_finds_what_the_portable_one_finds() {
-        let mut state = 1u64;
-        let mut word = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state
-        };
+        let mut word = test_words(1);
         let codes: Vec<Code> = (0..5000).map(|_| std::array::from_fn(|_| word())).collect();
         let query = codes[17];
         for bits in [0, 50, 60, 64, 128] {
@@ -152,29 +159,18 @@ mod tests {
 
     #[test]
     fn codes_are_the_same_with_and_without_avx2() {
-        let mut state = 5u64;
+        let mut word = test_words(5);
         for _ in 0..2000 {
-            let descriptor: Descriptor = std::array::from_fn(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 58) as u8 * 4
-            });
+            let descriptor: Descriptor = std::array::from_fn(|_| (word() >> 58) as u8 * 4);
             assert_eq!(code_of(&descriptor), code_of_portable(&descriptor));
         }
     }
 
     #[test]
     fn a_bounded_distance_is_the_distance_or_nothing() {
-        let mut state = 3u64;
-        let mut descriptor = move || -> Descriptor {
-            std::array::from_fn(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 57) as u8 * 3
-            })
-        };
+        let mut word = test_words(3);
+        let mut descriptor =
+            move || -> Descriptor { std::array::from_fn(|_| (word() >> 57) as u8 * 3) };
         for _ in 0..200 {
             let (a, b) = (descriptor(), descriptor());
             let exact: u32 = a

@@ -118,18 +118,12 @@ impl Leaf {
 
 #[cfg(test)]
 mod tests {
-    use super::super::code::hamming;
+    use super::super::code::{hamming, test_words};
     use super::*;
 
     #[test]
     fn a_growing_leaf_splits_into_short_lists_and_keeps_every_code() {
-        let mut state = 11u64;
-        let mut word = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state
-        };
+        let mut word = test_words(11);
         // Codes around 20 random centres, a few bits off each.
         let seeds: Vec<Code> = (0..20).map(|_| [word(), word()]).collect();
         let codes: Vec<Code> = (0..3000)

@@ -391,13 +391,8 @@ mod tests {
         prints: u64,
         per_print: usize,
     ) -> Vec<(u64, Arc<FeatureSet>)> {
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
+        let mut word = code::test_words(7);
+        let mut next = move || (word() >> 33) as usize;
         (0..prints)
             .map(|p| {
                 let descriptors: Vec<PackedDescriptor> = (0..per_print)
