@@ -10,7 +10,7 @@
 //! the repeats of one motif) count once together, and a keypoint that also lands near many
 //! other registered prints (a stripe end, a plain leaf) counts for little.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::f32::consts::TAU;
 
 use serde::Serialize;
@@ -86,6 +86,16 @@ pub struct LocalEvidence {
     /// Matches by descriptor alone, before grouping.
     pub descriptor_matches: usize,
     pub groups: Vec<MatchGroup>,
+    /// The query keypoints of the grouped matches.
+    #[serde(skip)]
+    pub matched: Vec<QueryKeypoint>,
+}
+
+/// One query keypoint, as given or mirrored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryKeypoint {
+    pub index: usize,
+    pub mirrored: bool,
 }
 
 /// A query's descriptors as given and mirrored, with what each is worth as evidence; computed
@@ -96,8 +106,10 @@ pub struct QueryDescriptors<'a> {
     pub mirrored: Vec<Descriptor>,
     /// Per keypoint: the kind it belongs to (keypoints with near-equal descriptors share one).
     kinds: Vec<usize>,
-    /// Per keypoint, as given and mirrored: 1 / the number of registered prints it lands near
-    /// (1 when unknown).
+    /// Per keypoint, as given and mirrored: the registered prints it lands near (empty when
+    /// unknown).
+    landed: [Vec<BTreeSet<u64>>; 2],
+    /// Per keypoint, as given and mirrored: 1 / the number of prints in `landed` (1 when none).
     weights: [Vec<f32>; 2],
 }
 
@@ -111,6 +123,7 @@ impl<'a> QueryDescriptors<'a> {
             mirrored: given.iter().map(mirror_descriptor).collect(),
             kinds: kinds_of(&given),
             given,
+            landed: [vec![BTreeSet::new(); n], vec![BTreeSet::new(); n]],
             weights: [vec![1.0; n], vec![1.0; n]],
         }
     }
@@ -129,14 +142,48 @@ impl<'a> QueryDescriptors<'a> {
         self.kinds[index]
     }
 
-    /// Sets each keypoint's weight from how many registered prints it lands near:
-    /// `commonness[m][i]` for keypoint `i`, mirrored when `m` is 1.
-    pub fn weigh(&mut self, commonness: [Vec<usize>; 2]) {
-        for (weights, counts) in self.weights.iter_mut().zip(commonness) {
-            for (weight, count) in weights.iter_mut().zip(counts) {
-                *weight = 1.0 / count.max(1) as f32;
+    /// Sets each keypoint's weight from the registered prints it lands near: `landed[m][i]`
+    /// for keypoint `i`, mirrored when `m` is 1.
+    pub fn weigh(&mut self, landed: [Vec<BTreeSet<u64>>; 2]) {
+        self.landed = landed;
+        self.reweigh();
+    }
+
+    /// Counts the prints the verifier matched query keypoints to among those they land near,
+    /// and weighs again: the index finds only some of them.
+    pub fn add_verified(&mut self, verified: &[(u64, LocalEvidence)]) {
+        for (seq, evidence) in verified {
+            for keypoint in &evidence.matched {
+                if let Some(landed) =
+                    self.landed[usize::from(keypoint.mirrored)].get_mut(keypoint.index)
+                {
+                    landed.insert(*seq);
+                }
             }
         }
+        self.reweigh();
+    }
+
+    fn reweigh(&mut self) {
+        for (weights, landed) in self.weights.iter_mut().zip(&self.landed) {
+            for (weight, prints) in weights.iter_mut().zip(landed) {
+                *weight = 1.0 / prints.len().max(1) as f32;
+            }
+        }
+    }
+
+    /// The weight of matched query keypoints: over the kinds of keypoint among them, the sum
+    /// of each kind's best weight.
+    pub fn evidence_weight(&self, matched: &[QueryKeypoint]) -> f32 {
+        let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
+        for keypoint in matched {
+            let weight = self.weights[usize::from(keypoint.mirrored)][keypoint.index];
+            let best = best_by_kind
+                .entry(self.kinds[keypoint.index])
+                .or_insert(0.0);
+            *best = best.max(weight);
+        }
+        best_by_kind.values().fold(0.0, |total, w| total + w)
     }
 }
 
@@ -219,17 +266,19 @@ pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvide
         .collect();
     let descriptor_matches = matches.len();
     let (groups, members) = group_by_transform(&matches, query.features, reference);
-    let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
-    for m in members.iter().map(|&i| &matches[i]) {
-        let weight = query.weights[usize::from(m.mirrored)][m.index];
-        let best = best_by_kind.entry(query.kinds[m.index]).or_insert(0.0);
-        *best = best.max(weight);
-    }
+    let matched: Vec<QueryKeypoint> = members
+        .iter()
+        .map(|&i| QueryKeypoint {
+            index: matches[i].index,
+            mirrored: matches[i].mirrored,
+        })
+        .collect();
     LocalEvidence {
-        weight: best_by_kind.values().fold(0.0, |total, w| total + w),
+        weight: query.evidence_weight(&matched),
         consistent_matches: members.len(),
         descriptor_matches,
         groups,
+        matched,
     }
 }
 
