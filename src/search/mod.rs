@@ -458,7 +458,8 @@ pub enum Wanted {
 /// 1,053 queries registered after its references: where the verifier's evidence reached half
 /// a half weight it was at most 5 times the vote (at most 2 times for the 640 local copies,
 /// whose votes were all above 0.4 half weights), while 71% and 85% of the candidates it
-/// verified voted below this share.
+/// verified voted below this share. The keypoint candidates are verified whatever their vote,
+/// since their evidence weighs the query's keypoints ([`verify_to_weigh`]).
 const COPY_VOTE_SHARE: f32 = 0.1;
 
 /// The best registered prints for a query among those `eligible` admits, best first, as
