@@ -107,10 +107,8 @@ pub struct QueryDescriptors<'a> {
     /// Per keypoint: the kind it belongs to (keypoints with near-equal descriptors share one).
     kinds: Vec<usize>,
     /// Per keypoint, as given and mirrored: the registered prints it lands near (empty when
-    /// unknown).
+    /// unknown). A keypoint weighs 1 / their number (1 when none).
     landed: [Vec<BTreeSet<u64>>; 2],
-    /// Per keypoint, as given and mirrored: 1 / the number of prints in `landed` (1 when none).
-    weights: [Vec<f32>; 2],
 }
 
 impl<'a> QueryDescriptors<'a> {
@@ -124,7 +122,6 @@ impl<'a> QueryDescriptors<'a> {
             kinds: kinds_of(&given),
             given,
             landed: [vec![BTreeSet::new(); n], vec![BTreeSet::new(); n]],
-            weights: [vec![1.0; n], vec![1.0; n]],
         }
     }
 
@@ -142,15 +139,14 @@ impl<'a> QueryDescriptors<'a> {
         self.kinds[index]
     }
 
-    /// Sets each keypoint's weight from the registered prints it lands near: `landed[m][i]`
-    /// for keypoint `i`, mirrored when `m` is 1.
+    /// Sets the registered prints each keypoint lands near, which weigh it: `landed[m][i]` for
+    /// keypoint `i`, mirrored when `m` is 1.
     pub fn weigh(&mut self, landed: [Vec<BTreeSet<u64>>; 2]) {
         self.landed = landed;
-        self.reweigh();
     }
 
-    /// Counts the prints the verifier matched query keypoints to among those they land near,
-    /// and weighs again: the index finds only some of them.
+    /// Counts the prints the verifier matched query keypoints to among those they land near:
+    /// the index finds only some of them.
     pub fn add_verified(&mut self, verified: &[(u64, LocalEvidence)]) {
         for (seq, evidence) in verified {
             for keypoint in &evidence.matched {
@@ -161,15 +157,6 @@ impl<'a> QueryDescriptors<'a> {
                 }
             }
         }
-        self.reweigh();
-    }
-
-    fn reweigh(&mut self) {
-        for (weights, landed) in self.weights.iter_mut().zip(&self.landed) {
-            for (weight, prints) in weights.iter_mut().zip(landed) {
-                *weight = 1.0 / prints.len().max(1) as f32;
-            }
-        }
     }
 
     /// The weight of matched query keypoints: over the kinds of keypoint among them, the sum
@@ -177,7 +164,8 @@ impl<'a> QueryDescriptors<'a> {
     pub fn evidence_weight(&self, matched: &[QueryKeypoint]) -> f32 {
         let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
         for keypoint in matched {
-            let weight = self.weights[usize::from(keypoint.mirrored)][keypoint.index];
+            let prints = self.landed[usize::from(keypoint.mirrored)][keypoint.index].len();
+            let weight = 1.0 / prints.max(1) as f32;
             let best = best_by_kind
                 .entry(self.kinds[keypoint.index])
                 .or_insert(0.0);
