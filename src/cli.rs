@@ -436,6 +436,7 @@ fn compare(a: &Path, b: &Path, config: Config) -> anyhow::Result<()> {
     let comparison = crate::search::compare(
         &crate::search::Query::alone(&a.features),
         &b.features,
+        None,
         config.copy_threshold,
     );
     println!("{}", serde_json::to_string_pretty(&comparison)?);

@@ -366,20 +366,21 @@ impl Engine {
     }
 
     /// Scores two prints against each other, `a` as the query and `b` as the reference;
-    /// `a_id` when `a` is a registered pattern.
+    /// `a_id` and `b_id` for registered patterns.
     pub fn compare(
         &self,
         a: &FeatureSet,
         a_id: Option<&str>,
         b: &FeatureSet,
+        b_id: Option<&str>,
     ) -> Result<Comparison> {
-        let itself = match a_id {
-            Some(id) => Some(self.get(id)?.seq),
-            None => None,
+        let seq_of = |id: Option<&str>| -> Result<Option<u64>> {
+            id.map(|id| Ok(self.get(id)?.seq)).transpose()
         };
         Ok(search::compare(
-            &Query::in_registry(a, &self.indexes, &self.features, itself, 0),
+            &Query::in_registry(a, &self.indexes, &self.features, seq_of(a_id)?, 0),
             b,
+            seq_of(b_id)?,
             self.config.copy_threshold,
         ))
     }

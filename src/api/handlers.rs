@@ -306,8 +306,8 @@ pub async fn compare(State(engine): AppState, multipart: Multipart) -> Result<Re
     let answer = blocking(move || {
         let (a, b) = rayon::join(|| a.resolve(&engine), || b.resolve(&engine));
         let ((a_features, a_pattern), (b_features, b_pattern)) = (a?, b?);
-        let a_id = a_pattern["id"].as_str();
-        let comparison = engine.compare(&a_features, a_id, &b_features)?;
+        let (a_id, b_id) = (a_pattern["id"].as_str(), b_pattern["id"].as_str());
+        let comparison = engine.compare(&a_features, a_id, &b_features, b_id)?;
         Ok(json!({
             "score": comparison.score,
             "copy": comparison.copy,

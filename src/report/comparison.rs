@@ -335,6 +335,7 @@ mod tests {
         let comparison = crate::search::compare(
             &crate::search::Query::alone(&crate::features::FeatureSet::default()),
             &crate::features::FeatureSet::default(),
+            None,
             0.45,
         );
         let layout = layout(&thin, &square, &comparison);

@@ -8,7 +8,9 @@
 //!
 //! Evidence is weighed, not counted: query keypoints that look alike (the dots of a dot grid,
 //! the repeats of one motif) count once together, and a keypoint that also lands near many
-//! other registered prints (a stripe end, a plain leaf) counts for little.
+//! other registered prints (a stripe end, a plain leaf) counts for little. A match a little
+//! beyond the match distance counts too where the keypoint is distinctive: nearer this print
+//! than any other by Lowe's ratio.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::f32::consts::TAU;
@@ -26,6 +28,15 @@ const ROTATION_BIN: f32 = TAU / 12.0;
 const LOG2_SCALE_BIN: f32 = 0.5;
 /// Fewest matches that make a group: two chance matches can agree, three rarely do.
 const MIN_GROUP: usize = 3;
+/// Farthest a match may be when its query keypoint is distinctive: no other print comes within
+/// [`MATCH_DISTANCE`] of it, and the reference is nearer than every other verified print by
+/// [`RIVAL_RATIO`] (Lowe's ratio test, across prints, as the OpenCV baseline does; a rival
+/// further than this distance is not looked for). A motif cut out, turned and scaled anew
+/// drifts past the match distance, but it stays nearer its original than any other print;
+/// counting such matches without the test raised chance agreement as much as copies'
+/// (docs/matching.md, known limits).
+const BAND_DISTANCE: f32 = 250.0;
+const RIVAL_RATIO: f32 = 0.8;
 
 /// One group of matches that share a transform.
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +109,10 @@ pub struct QueryKeypoint {
     pub mirrored: bool,
 }
 
+/// The two prints nearest a query keypoint, as (sequence number, squared distance), nearest
+/// first; `u32::MAX` for none.
+type NearestPrints = [(u64, u32); 2];
+
 /// A query's descriptors as given and mirrored, with what each is worth as evidence; computed
 /// once per query.
 pub struct QueryDescriptors<'a> {
@@ -109,6 +124,9 @@ pub struct QueryDescriptors<'a> {
     /// Per keypoint, as given and mirrored: the registered prints it lands near (empty when
     /// unknown). A keypoint weighs 1 / their number (1 when none).
     landed: [Vec<BTreeSet<u64>>; 2],
+    /// Per keypoint, as given and mirrored: the two verified prints nearest it; `None` until
+    /// prints are verified in a registry.
+    rivals: Option<[Vec<NearestPrints>; 2]>,
 }
 
 impl<'a> QueryDescriptors<'a> {
@@ -122,7 +140,60 @@ impl<'a> QueryDescriptors<'a> {
             kinds: kinds_of(&given),
             given,
             landed: [vec![BTreeSet::new(); n], vec![BTreeSet::new(); n]],
+            rivals: None,
         }
+    }
+
+    /// Keeps, per keypoint, the two prints of `verified` nearest it.
+    pub fn set_rivals<'n>(&mut self, verified: impl Iterator<Item = (u64, &'n NearestKeypoints)>) {
+        let n = self.given.len();
+        let mut rivals = [vec![[(0, u32::MAX); 2]; n], vec![[(0, u32::MAX); 2]; n]];
+        for (seq, nearest) in verified {
+            for (m, found) in nearest.0.iter().enumerate() {
+                for (i, &(_, squared)) in found
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, near)| Some((i, near.as_ref()?)))
+                {
+                    let two = &mut rivals[m][i];
+                    if squared < two[0].1 {
+                        two[1] = two[0];
+                        two[0] = (seq, squared);
+                    } else if squared < two[1].1 {
+                        two[1] = (seq, squared);
+                    }
+                }
+            }
+        }
+        self.rivals = Some(rivals);
+    }
+
+    /// Whether a match of keypoint `index` at `squared` beyond the match distance counts for
+    /// `reference`: no other print within the match distance, no other verified print within
+    /// 1/[`RIVAL_RATIO`] of its distance. Never without a registry: with no rivals to measure
+    /// against, nothing shows the match is distinctive.
+    fn distinctive(
+        &self,
+        mirrored: bool,
+        index: usize,
+        squared: u32,
+        reference: Option<u64>,
+    ) -> bool {
+        let Some(rivals) = &self.rivals else {
+            return false;
+        };
+        let m = usize::from(mirrored);
+        if self.landed[m][index]
+            .iter()
+            .any(|seq| Some(*seq) != reference)
+        {
+            return false;
+        }
+        let rival = rivals[m][index]
+            .iter()
+            .find(|(seq, _)| Some(*seq) != reference)
+            .map_or(u32::MAX, |(_, squared)| *squared);
+        (squared as f64) < f64::from(RIVAL_RATIO * RIVAL_RATIO) * f64::from(rival)
     }
 
     /// How many kinds of keypoint the query has: what its evidence can at most weigh.
@@ -211,26 +282,67 @@ struct Match {
     log2_scale: f32,
 }
 
-pub fn verify(query: &QueryDescriptors, reference: &LocalFeatures) -> LocalEvidence {
-    if query.features.descriptors.is_empty() || reference.descriptors.is_empty() {
-        return LocalEvidence::default();
-    }
+/// Matches `query` with `reference` (registered as `reference_seq`, when it is) and groups
+/// the matches by transform.
+pub fn verify(
+    query: &QueryDescriptors,
+    reference: &LocalFeatures,
+    reference_seq: Option<u64>,
+) -> LocalEvidence {
+    evidence(
+        query,
+        reference,
+        reference_seq,
+        &nearest_keypoints(query, reference),
+    )
+}
+
+/// Per query keypoint, as given and mirrored: the nearest keypoint of a reference within
+/// [`BAND_DISTANCE`], as (reference keypoint, squared distance).
+pub struct NearestKeypoints([Vec<Option<(usize, u32)>>; 2]);
+
+/// The verifier's costly part, kept apart so that the prints a query is verified against can
+/// be scored again, once they are its keypoints' rivals, without it.
+pub fn nearest_keypoints(query: &QueryDescriptors, reference: &LocalFeatures) -> NearestKeypoints {
     let references: Vec<Descriptor> = reference
         .registered_descriptors()
         .iter()
         .map(PackedDescriptor::unpack)
         .collect();
+    let bound = squared_bound(BAND_DISTANCE);
+    NearestKeypoints([&query.given, &query.mirrored].map(|descriptors| {
+        descriptors
+            .iter()
+            .map(|descriptor| nearest_below(descriptor, &references, bound))
+            .collect()
+    }))
+}
+
+/// The matches among the nearest keypoints (the best query keypoint for each reference
+/// keypoint, per orientation), grouped by transform and weighed.
+pub fn evidence(
+    query: &QueryDescriptors,
+    reference: &LocalFeatures,
+    reference_seq: Option<u64>,
+    nearest: &NearestKeypoints,
+) -> LocalEvidence {
     let bound = squared_bound(MATCH_DISTANCE);
-    // Best match of each reference keypoint, per orientation of the query, by squared
-    // distance.
+    let band = squared_bound(BAND_DISTANCE);
     let mut best: BTreeMap<(bool, usize), (u32, usize)> = BTreeMap::new();
-    for (mirrored, descriptors) in [(false, &query.given), (true, &query.mirrored)] {
-        for (qi, descriptor) in descriptors.iter().enumerate() {
-            if let Some((ri, squared)) = nearest_below(descriptor, &references, bound) {
-                let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
-                if squared < entry.0 {
-                    *entry = (squared, qi);
-                }
+    for (mirrored, found) in [false, true].into_iter().zip(&nearest.0) {
+        for (qi, &(ri, squared)) in found
+            .iter()
+            .enumerate()
+            .filter_map(|(qi, near)| Some((qi, near.as_ref()?)))
+        {
+            let counts = squared < bound
+                || (squared < band && query.distinctive(mirrored, qi, squared, reference_seq));
+            if !counts {
+                continue;
+            }
+            let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
+            if squared < entry.0 {
+                *entry = (squared, qi);
             }
         }
     }

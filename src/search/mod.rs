@@ -16,7 +16,10 @@ use crate::features::global_vector::similarity;
 use crate::features::keypoints::{Descriptor, MATCH_DISTANCE};
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
-use local::{LocalEvidence, QueryDescriptors, TransformBin, transform_between, transform_bins};
+use local::{
+    LocalEvidence, NearestKeypoints, QueryDescriptors, TransformBin, transform_between,
+    transform_bins,
+};
 use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
@@ -33,13 +36,15 @@ const KEYPOINT_CANDIDATES: usize = 24;
 const KEYPOINT_NEIGHBOURS: usize = 16;
 /// Local evidence weight at which the local similarity reaches one half, for a query of
 /// [`HALF_WEIGHT_KEYPOINTS`] kinds of keypoint against a reference of as many keypoints (see
-/// [`half_weight`]).
-const LOCAL_HALF_WEIGHT: f32 = 20.0;
+/// [`half_weight`]). Raised from 20 with this one and [`MIN_HALF_WEIGHT`] by a fifth when
+/// distinctive matches beyond the match distance began to count ([`local`]): evidence grew,
+/// and at 20 the public set's negatives judged copies went from 1 to 3 of 153.
+const LOCAL_HALF_WEIGHT: f32 = 24.0;
 const HALF_WEIGHT_KEYPOINTS: f32 = 128.0;
 /// The half weight however few keypoints are compared: a copy verdict then still needs about
-/// ten distinct kinds of matched keypoint, since a print of a few discs or dots agrees with any
+/// twelve distinct kinds of matched keypoint, since a print of a few discs or dots agrees with any
 /// other such print in a few.
-const MIN_HALF_WEIGHT: f32 = 12.0;
+const MIN_HALF_WEIGHT: f32 = 14.4;
 
 /// The verifier's answer for one pair of prints.
 #[derive(Clone, Debug, Serialize)]
@@ -205,7 +210,8 @@ impl<'a> Query<'a> {
 
 /// Verifies the query against the prints its keypoints voted for most (`voted`), counts the
 /// prints the verifier matched each keypoint to among those it lands near, and weighs the
-/// keypoints again. The index is approximate: searching 21 public queries in a 20,000-print
+/// keypoints again; the verified prints also become each keypoint's rivals, against which a
+/// match beyond the match distance must prove distinctive. The index is approximate: searching 21 public queries in a 20,000-print
 /// haystack, a fifth of the matches the verifier grouped were on prints the index had not
 /// found for that keypoint, and a keypoint it finds near no print counted fully, as if rare,
 /// where the verifier showed it was not. Returns each print's evidence at the new weights.
@@ -221,10 +227,26 @@ fn verify_to_weigh(
             .filter_map(|(seq, _)| Some((*seq, registered.get(seq)?.clone())))
             .collect()
     };
-    let mut verified: Vec<(u64, LocalEvidence)> = references
+    let nearest: Vec<(u64, &FeatureSet, NearestKeypoints)> = references
         .par_iter()
-        .map(|(seq, reference)| (*seq, local::verify(descriptors, &reference.local)))
+        .map(|(seq, reference)| {
+            let nearest = local::nearest_keypoints(descriptors, &reference.local);
+            (*seq, &**reference, nearest)
+        })
         .collect();
+    let verify_all = |descriptors: &QueryDescriptors| -> Vec<(u64, LocalEvidence)> {
+        nearest
+            .iter()
+            .map(|(seq, reference, nearest)| {
+                let evidence = local::evidence(descriptors, &reference.local, Some(*seq), nearest);
+                (*seq, evidence)
+            })
+            .collect()
+    };
+    let first = verify_all(descriptors);
+    descriptors.add_verified(&first);
+    descriptors.set_rivals(nearest.iter().map(|(seq, _, nearest)| (*seq, nearest)));
+    let mut verified = verify_all(descriptors);
     descriptors.add_verified(&verified);
     for (_, evidence) in &mut verified {
         evidence.weight = descriptors.evidence_weight(&evidence.matched);
@@ -282,8 +304,13 @@ fn print_vote(landings: &[Landing]) -> f32 {
 ///   both at once), squashed below the threshold by [`whole_score`];
 /// - its parts: local matches that agree on a transform, w / (w + h) for their weight w (see
 ///   [`local`]), the half weight h growing with what was compared (see [`half_weight`]).
-pub fn compare(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> Comparison {
-    let evidence = local::verify(&query.descriptors, &reference.local);
+pub fn compare(
+    query: &Query,
+    reference: &FeatureSet,
+    reference_seq: Option<u64>,
+    copy_threshold: f32,
+) -> Comparison {
+    let evidence = local::verify(&query.descriptors, &reference.local, reference_seq);
     score_pair(query, reference, evidence, copy_threshold)
 }
 
@@ -524,7 +551,7 @@ pub fn rank(
             };
             let evidence = match query.verified.get(seq) {
                 Some(evidence) => evidence.clone(),
-                None if verify => local::verify(&query.descriptors, &reference.local),
+                None if verify => local::verify(&query.descriptors, &reference.local, Some(*seq)),
                 None => LocalEvidence::default(),
             };
             (
@@ -650,7 +677,12 @@ mod tests {
             (2, print_of_kinds(&[0, 1, 2])),
         ]
         .into_iter()
-        .map(|(seq, reference)| (seq, local::verify(&descriptors, &reference.local)))
+        .map(|(seq, reference)| {
+            (
+                seq,
+                local::verify(&descriptors, &reference.local, Some(seq)),
+            )
+        })
         .collect();
         assert_eq!(verified[0].1.weight, 4.0);
         assert_eq!(verified[1].1.weight, 3.0);
@@ -660,6 +692,33 @@ mod tests {
             .map(|(_, evidence)| descriptors.evidence_weight(&evidence.matched))
             .collect();
         assert_eq!(weights, [0.5 * 3.0 + 1.0, 0.5 * 3.0]);
+    }
+
+    #[test]
+    fn a_match_beyond_the_match_distance_counts_where_no_other_print_comes_near() {
+        // Print 1 holds the query's kinds 20-22 as they are and kinds 0-9 blurred, 221 away
+        // (beyond the match distance, within the band). Print 2 holds kinds 0-4 as they are:
+        // there the blurred matches are not distinctive. Kinds 5-9 are.
+        let blurred = |kind: usize| {
+            let mut descriptor = descriptor_of_kind(kind).unpack();
+            descriptor[120..124].copy_from_slice(&[128, 115, 103, 92]);
+            PackedDescriptor::pack(&descriptor)
+        };
+        let mut print_1 = (*print_of_kinds(&[0; 13])).clone();
+        print_1.local.descriptors = (0..10)
+            .map(blurred)
+            .chain((20..23).map(descriptor_of_kind))
+            .collect();
+        let print_1 = Arc::new(print_1);
+        let query = print_of_kinds(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22]);
+        let (indexes, registered) = registry_of(vec![
+            (1, print_1.clone()),
+            (2, print_of_kinds(&[0, 1, 2, 3, 4, 40, 41, 42, 43, 44])),
+        ]);
+        let query_in_registry = Query::in_registry(&query, &indexes, &registered, None, 16);
+        assert_eq!(query_in_registry.verified[&1].weight, 3.0 + 5.0);
+        let alone = compare(&Query::alone(&query), &print_1, None, 0.45);
+        assert_eq!(alone.explanation.local.weight, 3.0);
     }
 
     #[test]

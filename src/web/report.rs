@@ -134,8 +134,11 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
     let built = blocking(move || -> crate::Result<Value> {
         let (a, b) = rayon::join(|| a.resolve(&engine, "A"), || b.resolve(&engine, "B"));
         let (a, b) = (a?, b?);
-        let a_id = a.pattern.as_ref().map(|p| p.id.as_str());
-        let comparison = engine.compare(&a.features, a_id, &b.features)?;
+        let (a_id, b_id) = (
+            a.pattern.as_ref().map(|p| p.id.as_str()),
+            b.pattern.as_ref().map(|p| p.id.as_str()),
+        );
+        let comparison = engine.compare(&a.features, a_id, &b.features, b_id)?;
         let layout = comparison::layout(&a.pixels, &b.pixels, &comparison);
         let composite = comparison::composite_png(&layout);
         let inks = (comparison::palette(&a.pixels), comparison::palette(&b.pixels));
