@@ -210,11 +210,12 @@ impl<'a> Query<'a> {
 
 /// Verifies the query against the prints its keypoints voted for most (`voted`), counts the
 /// prints the verifier matched each keypoint to among those it lands near, and weighs the
-/// keypoints again; the verified prints also become each keypoint's rivals, against which a
-/// match beyond the match distance must prove distinctive. The index is approximate: searching 21 public queries in a 20,000-print
+/// keypoints again. The index is approximate: searching 21 public queries in a 20,000-print
 /// haystack, a fifth of the matches the verifier grouped were on prints the index had not
 /// found for that keypoint, and a keypoint it finds near no print counted fully, as if rare,
-/// where the verifier showed it was not. Returns each print's evidence at the new weights.
+/// where the verifier showed it was not. The verified prints are also each keypoint's rivals,
+/// against which a match beyond the match distance must prove distinctive, so their evidence
+/// is gathered again once they are known. Returns each print's evidence at the new weights.
 fn verify_to_weigh(
     descriptors: &mut QueryDescriptors,
     voted: &[(u64, f32)],
@@ -234,7 +235,7 @@ fn verify_to_weigh(
             (*seq, &**reference, nearest)
         })
         .collect();
-    let verify_all = |descriptors: &QueryDescriptors| -> Vec<(u64, LocalEvidence)> {
+    let evidence_of_all = |descriptors: &QueryDescriptors| -> Vec<(u64, LocalEvidence)> {
         nearest
             .iter()
             .map(|(seq, reference, nearest)| {
@@ -243,10 +244,10 @@ fn verify_to_weigh(
             })
             .collect()
     };
-    let first = verify_all(descriptors);
-    descriptors.add_verified(&first);
+    let within_match_distance = evidence_of_all(descriptors);
+    descriptors.add_verified(&within_match_distance);
     descriptors.set_rivals(nearest.iter().map(|(seq, _, nearest)| (*seq, nearest)));
-    let mut verified = verify_all(descriptors);
+    let mut verified = evidence_of_all(descriptors);
     descriptors.add_verified(&verified);
     for (_, evidence) in &mut verified {
         evidence.weight = descriptors.evidence_weight(&evidence.matched);
