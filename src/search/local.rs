@@ -149,19 +149,13 @@ impl<'a> QueryDescriptors<'a> {
         let n = self.given.len();
         let mut rivals = [vec![[(0, u32::MAX); 2]; n], vec![[(0, u32::MAX); 2]; n]];
         for (seq, nearest) in verified {
-            for (m, found) in nearest.0.iter().enumerate() {
-                for (i, &(_, squared)) in found
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, near)| Some((i, near.as_ref()?)))
-                {
-                    let two = &mut rivals[m][i];
-                    if squared < two[0].1 {
-                        two[1] = two[0];
-                        two[0] = (seq, squared);
-                    } else if squared < two[1].1 {
-                        two[1] = (seq, squared);
-                    }
+            for (mirrored, i, _, squared) in nearest.found() {
+                let two = &mut rivals[usize::from(mirrored)][i];
+                if squared < two[0].1 {
+                    two[1] = two[0];
+                    two[0] = (seq, squared);
+                } else if squared < two[1].1 {
+                    two[1] = (seq, squared);
                 }
             }
         }
@@ -301,6 +295,21 @@ pub fn verify(
 /// [`BAND_DISTANCE`], as (reference keypoint, squared distance).
 pub struct NearestKeypoints([Vec<Option<(usize, u32)>>; 2]);
 
+impl NearestKeypoints {
+    /// Each query keypoint that has a nearest keypoint, as (mirrored, query keypoint,
+    /// reference keypoint, squared distance).
+    fn found(&self) -> impl Iterator<Item = (bool, usize, usize, u32)> + '_ {
+        [false, true]
+            .into_iter()
+            .zip(&self.0)
+            .flat_map(|(mirrored, found)| {
+                found.iter().enumerate().filter_map(move |(qi, near)| {
+                    near.map(|(ri, squared)| (mirrored, qi, ri, squared))
+                })
+            })
+    }
+}
+
 /// The verifier's costly part, kept apart so that the prints a query is verified against can
 /// be scored again, once they are its keypoints' rivals, without it.
 pub fn nearest_keypoints(query: &QueryDescriptors, reference: &LocalFeatures) -> NearestKeypoints {
@@ -329,21 +338,15 @@ pub fn evidence(
     let bound = squared_bound(MATCH_DISTANCE);
     let band = squared_bound(BAND_DISTANCE);
     let mut best: BTreeMap<(bool, usize), (u32, usize)> = BTreeMap::new();
-    for (mirrored, found) in [false, true].into_iter().zip(&nearest.0) {
-        for (qi, &(ri, squared)) in found
-            .iter()
-            .enumerate()
-            .filter_map(|(qi, near)| Some((qi, near.as_ref()?)))
-        {
-            let counts = squared < bound
-                || (squared < band && query.distinctive(mirrored, qi, squared, reference_seq));
-            if !counts {
-                continue;
-            }
-            let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
-            if squared < entry.0 {
-                *entry = (squared, qi);
-            }
+    for (mirrored, qi, ri, squared) in nearest.found() {
+        let counts = squared < bound
+            || (squared < band && query.distinctive(mirrored, qi, squared, reference_seq));
+        if !counts {
+            continue;
+        }
+        let entry = best.entry((mirrored, ri)).or_insert((squared, qi));
+        if squared < entry.0 {
+            *entry = (squared, qi);
         }
     }
     let matches: Vec<Match> = best

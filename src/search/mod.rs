@@ -42,8 +42,8 @@ const KEYPOINT_NEIGHBOURS: usize = 16;
 const LOCAL_HALF_WEIGHT: f32 = 24.0;
 const HALF_WEIGHT_KEYPOINTS: f32 = 128.0;
 /// The half weight however few keypoints are compared: a copy verdict then still needs about
-/// twelve distinct kinds of matched keypoint, since a print of a few discs or dots agrees with any
-/// other such print in a few.
+/// twelve distinct kinds of matched keypoint, since a print of a few discs or dots agrees with
+/// any other such print in a few.
 const MIN_HALF_WEIGHT: f32 = 14.4;
 
 /// The verifier's answer for one pair of prints.
@@ -311,7 +311,11 @@ pub fn compare(
     reference_seq: Option<u64>,
     copy_threshold: f32,
 ) -> Comparison {
-    let evidence = local::verify(&query.descriptors, &reference.local, reference_seq);
+    // A keypoint candidate's evidence was gathered with the query: the same, at no cost.
+    let evidence = match reference_seq.and_then(|seq| query.verified.get(&seq)) {
+        Some(evidence) => evidence.clone(),
+        None => local::verify(&query.descriptors, &reference.local, reference_seq),
+    };
     score_pair(query, reference, evidence, copy_threshold)
 }
 
