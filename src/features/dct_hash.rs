@@ -116,7 +116,7 @@ impl Dihedral {
     /// Plain words for explanations.
     pub fn describe(self) -> &'static str {
         match self {
-            Dihedral::Identity => "same orientation",
+            Dihedral::Identity => "upright",
             Dihedral::Rotate90 => "turned 90° clockwise",
             Dihedral::Rotate180 => "turned 180°",
             Dihedral::Rotate270 => "turned 90° anticlockwise",

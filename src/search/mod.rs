@@ -489,12 +489,12 @@ fn summarise(copy: bool, lead: Lead, orientation: Dihedral, evidence: &LocalEvid
     }
     match lead {
         Lead::WholePrint => format!(
-            "The whole print matches in lightness and in ink edges once the query is {}.",
+            "The whole print matches in lightness and in ink edges, the query {}.",
             orientation.describe()
         ),
         Lead::Together => format!(
-            "The whole print resembles the reference once the query is {}, and {} local \
-             features match: neither is enough alone, both together are.",
+            "The whole print resembles the reference, the query {}, and {} local features \
+             match: neither is enough alone, both together are.",
             orientation.describe(),
             evidence.consistent_matches
         ),
