@@ -323,9 +323,9 @@ pub fn compare(
 /// The two views' scores as one, 1 − (1 − a)(1 − b): read as the chances that each view is
 /// right to call the pair a copy, independently, the chance that at least one is. A recolouring
 /// or a photo often leaves the whole print clearly above chance and some of its parts
-/// matching, each short of the bar alone, and the stronger view alone ignored the other.
-/// Unrelated prints seldom reach either (the whole print counts only above this query's chance
-/// level), so their scores hardly move.
+/// matching, each short of the bar alone: the stronger view alone would miss it. Unrelated
+/// prints seldom reach either (the whole print counts only above this query's chance level),
+/// so their scores hardly move.
 fn combine(whole: f32, parts: f32) -> f32 {
     1.0 - (1.0 - whole) * (1.0 - parts)
 }
