@@ -26,8 +26,12 @@ use crate::index::{nearest_below, squared_bound, squared_distance_below};
 /// Turn bins of 30°, and scale bins of a factor √2.
 const ROTATION_BIN: f32 = TAU / 12.0;
 const LOG2_SCALE_BIN: f32 = 0.5;
-/// Fewest matches that make a group: two chance matches can agree, three rarely do.
+/// Fewest matches that make a group by transform alone: two chance matches can agree, three
+/// rarely do. Two make a group when they agree in place too ([`placed_alike`]).
 const MIN_GROUP: usize = 3;
+/// How far a pair's second keypoint may lie from where the first one's transform puts it, as
+/// a share of their distance (plus the keypoints' blur).
+const PLACE_TOLERANCE: f32 = 0.25;
 /// Farthest a match may be when its query keypoint is distinctive: no other print comes within
 /// [`MATCH_DISTANCE`] of it, and the reference is nearer than every other verified print by
 /// [`RIVAL_RATIO`] (Lowe's ratio test, across prints, as the OpenCV baseline does; a rival
@@ -456,7 +460,8 @@ fn densest_cluster(
 
 /// Greedy Hough grouping: each match votes for the two nearest turn bins and the two nearest
 /// scale bins; the fullest bin becomes a group and its matches leave the vote; repeat while a
-/// bin holds at least [`MIN_GROUP`] matches.
+/// bin holds at least [`MIN_GROUP`] matches. Then pairs of the matches left that agree in
+/// place as well as in transform become groups of two (see [`placed_alike`]).
 /// Returns the groups and the indices of the matches in them.
 fn group_by_transform(
     matches: &[Match],
@@ -483,35 +488,173 @@ fn group_by_transform(
         if members.len() < MIN_GROUP {
             break;
         }
-        let n = members.len() as f32;
-        let (mut sin, mut cos, mut log_scale) = (0.0, 0.0, 0.0);
         for &i in &members {
             used[i] = true;
-            grouped.push(i);
-            sin += matches[i].rotation.sin();
-            cos += matches[i].rotation.cos();
-            log_scale += matches[i].log2_scale;
         }
-        let degrees = sin.atan2(cos).to_degrees().round();
-        let scale = 2f32.powf(log_scale / n);
-        let core = densest_cluster(&members, matches, query, reference, scale);
-        groups.push(MatchGroup {
-            mirrored: matches[members[0]].mirrored,
-            rotation_degrees: degrees.rem_euclid(360.0),
-            scale,
-            matches: members.len(),
-            query_region: Region::around(
-                core.iter().map(|&i| query.keypoints[matches[i].index]),
-                query.width,
-                query.height,
-            ),
-            reference_region: Region::around(
-                core.iter()
-                    .map(|&i| reference.keypoints[matches[i].reference_index]),
-                reference.width,
-                reference.height,
-            ),
-        });
+        groups.push(match_group(&members, matches, query, reference));
+        grouped.extend(members);
+    }
+    while let Some(pair) = best_placed_pair(matches, &used, query, reference) {
+        for i in pair {
+            used[i] = true;
+        }
+        groups.push(match_group(&pair, matches, query, reference));
+        grouped.extend(pair);
     }
     (groups, grouped)
+}
+
+/// A group of matches: their mean transform, and where the densest cluster of them lies.
+fn match_group(
+    members: &[usize],
+    matches: &[Match],
+    query: &LocalFeatures,
+    reference: &LocalFeatures,
+) -> MatchGroup {
+    let n = members.len() as f32;
+    let (mut sin, mut cos, mut log_scale) = (0.0, 0.0, 0.0);
+    for &i in members {
+        sin += matches[i].rotation.sin();
+        cos += matches[i].rotation.cos();
+        log_scale += matches[i].log2_scale;
+    }
+    let degrees = sin.atan2(cos).to_degrees().round();
+    let scale = 2f32.powf(log_scale / n);
+    let core = densest_cluster(members, matches, query, reference, scale);
+    MatchGroup {
+        mirrored: matches[members[0]].mirrored,
+        rotation_degrees: degrees.rem_euclid(360.0),
+        scale,
+        matches: members.len(),
+        query_region: Region::around(
+            core.iter().map(|&i| query.keypoints[matches[i].index]),
+            query.width,
+            query.height,
+        ),
+        reference_region: Region::around(
+            core.iter()
+                .map(|&i| reference.keypoints[matches[i].reference_index]),
+            reference.width,
+            reference.height,
+        ),
+    }
+}
+
+/// Of the matches not yet used, the pair that [`placed_alike`] holds nearest to exact.
+fn best_placed_pair(
+    matches: &[Match],
+    used: &[bool],
+    query: &LocalFeatures,
+    reference: &LocalFeatures,
+) -> Option<[usize; 2]> {
+    let free: Vec<usize> = (0..matches.len()).filter(|&i| !used[i]).collect();
+    let mut best: Option<(f32, [usize; 2])> = None;
+    for (k, &a) in free.iter().enumerate() {
+        for &b in &free[k + 1..] {
+            let Some(error) = placed_alike(&matches[a], &matches[b], query, reference) else {
+                continue;
+            };
+            if best.is_none_or(|(least, _)| error < least) {
+                best = Some((error, [a, b]));
+            }
+        }
+    }
+    best.map(|(_, pair)| pair)
+}
+
+/// Whether two matches agree as two parts of one motif moved as a whole would: the same
+/// mirror, turn and scale within a bin, and the second keypoint where the first one's
+/// transform carries it on the reference. Two chance matches seldom agree in transform and
+/// place together, so two such matches are a motif found, as three that agree in transform
+/// alone are; a small motif cut out and placed anew often keeps no more than two. Returns the
+/// misplacement as a share of what is allowed, or `None` when they do not agree.
+fn placed_alike(
+    a: &Match,
+    b: &Match,
+    query: &LocalFeatures,
+    reference: &LocalFeatures,
+) -> Option<f32> {
+    if a.mirrored != b.mirrored || a.index == b.index || a.reference_index == b.reference_index {
+        return None;
+    }
+    let turn_apart = (a.rotation - b.rotation).rem_euclid(TAU);
+    if turn_apart.min(TAU - turn_apart) > ROTATION_BIN
+        || (a.log2_scale - b.log2_scale).abs() > LOG2_SCALE_BIN
+    {
+        return None;
+    }
+    let placed = |index: usize| {
+        let keypoint = query.keypoints[index];
+        if a.mirrored {
+            mirror_keypoint(&keypoint, query.width)
+        } else {
+            keypoint
+        }
+    };
+    let (qa, qb) = (placed(a.index), placed(b.index));
+    let (ra, rb) = (
+        reference.keypoints[a.reference_index],
+        reference.keypoints[b.reference_index],
+    );
+    let (dx, dy) = (qb.x() - qa.x(), qb.y() - qa.y());
+    // Two keypoints of one spot at two blurs are one piece of evidence, not two.
+    if dx.hypot(dy) < 2.0 * qa.scale().max(qb.scale()) {
+        return None;
+    }
+    let turn = (a.rotation.sin() + b.rotation.sin()).atan2(a.rotation.cos() + b.rotation.cos());
+    let scale = ((a.log2_scale + b.log2_scale) / 2.0).exp2();
+    let (sin, cos) = turn.sin_cos();
+    let (px, py) = (scale * (cos * dx - sin * dy), scale * (sin * dx + cos * dy));
+    let misplaced = (rb.x() - ra.x() - px).hypot(rb.y() - ra.y() - py);
+    let allowed = PLACE_TOLERANCE * px.hypot(py) + ra.scale().max(rb.scale());
+    (misplaced <= allowed).then_some(misplaced / allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::keypoints::DESCRIPTOR_LEN;
+
+    /// Keypoints at the places and angles given, each a descriptor kind of its own.
+    fn print(points: &[(u16, u16, f32)]) -> LocalFeatures {
+        let descriptors: Vec<PackedDescriptor> = (0..points.len())
+            .map(|kind| {
+                let mut descriptor = [0u8; DESCRIPTOR_LEN];
+                descriptor[2 * kind] = 128;
+                descriptor[2 * kind + 1] = 128;
+                PackedDescriptor::pack(&descriptor)
+            })
+            .collect();
+        LocalFeatures {
+            keypoints: points
+                .iter()
+                .map(|&(x, y, angle)| Keypoint::new(x, y, 0, 1, angle))
+                .collect(),
+            descriptors: descriptors.into(),
+            width: 384,
+            height: 384,
+            repeats: 0,
+        }
+    }
+
+    #[test]
+    fn two_matches_of_a_motif_moved_as_a_whole_make_a_group_and_two_scattered_do_not() {
+        let turn = std::f32::consts::FRAC_PI_2;
+        let query = print(&[(100, 100, 0.0), (140, 100, 0.0)]);
+        let query = QueryDescriptors::new(&query);
+        // Turned a quarter clockwise (y points down) and moved: the second keypoint now lies
+        // below the first.
+        let moved = print(&[(200, 50, turn), (200, 90, turn)]);
+        let evidence = verify(&query, &moved, None);
+        assert_eq!(evidence.groups.len(), 1);
+        assert_eq!(evidence.groups[0].matches, 2);
+        assert_eq!(evidence.groups[0].rotation_degrees, 90.0);
+        assert_eq!(evidence.weight, 2.0);
+
+        let scattered = print(&[(200, 50, turn), (260, 50, turn)]);
+        let evidence = verify(&query, &scattered, None);
+        assert_eq!(evidence.descriptor_matches, 2);
+        assert!(evidence.groups.is_empty());
+        assert_eq!(evidence.weight, 0.0);
+    }
 }
