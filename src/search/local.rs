@@ -436,26 +436,34 @@ fn densest_cluster(
     scale: f32,
 ) -> Vec<usize> {
     let radius = REGION_RADIUS * query.width.max(query.height) as f32;
+    // Squared distances, and one list built: this runs for every pair of a group's members,
+    // for every candidate verified.
+    let within = |p: Keypoint, q: Keypoint, r: f32| {
+        let (dx, dy) = (p.x() - q.x(), p.y() - q.y());
+        dx * dx + dy * dy <= r * r
+    };
     let near = |a: usize, b: usize| {
-        let distance = |p: Keypoint, q: Keypoint| (p.x() - q.x()).hypot(p.y() - q.y());
         let (ma, mb) = (&matches[a], &matches[b]);
-        distance(query.keypoints[ma.index], query.keypoints[mb.index]) <= radius
-            && distance(
+        within(query.keypoints[ma.index], query.keypoints[mb.index], radius)
+            && within(
                 reference.keypoints[ma.reference_index],
                 reference.keypoints[mb.reference_index],
-            ) <= radius * scale
+                radius * scale,
+            )
     };
-    members
+    let neighbours = |centre: usize| {
+        members
+            .iter()
+            .copied()
+            .filter(move |&other| near(centre, other))
+    };
+    match members
         .iter()
-        .map(|&centre| {
-            members
-                .iter()
-                .copied()
-                .filter(|&other| near(centre, other))
-                .collect::<Vec<usize>>()
-        })
-        .max_by_key(Vec::len)
-        .unwrap_or_default()
+        .max_by_key(|&&centre| neighbours(centre).count())
+    {
+        Some(&centre) => neighbours(centre).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Greedy Hough grouping: each match votes for the two nearest turn bins and the two nearest
@@ -494,10 +502,7 @@ fn group_by_transform(
         groups.push(match_group(&members, matches, query, reference));
         grouped.extend(members);
     }
-    while let Some(pair) = best_placed_pair(matches, &used, query, reference) {
-        for i in pair {
-            used[i] = true;
-        }
+    for pair in placed_pairs(matches, &used, query, reference) {
         groups.push(match_group(&pair, matches, query, reference));
         grouped.extend(pair);
     }
@@ -540,26 +545,34 @@ fn match_group(
     }
 }
 
-/// Of the matches not yet used, the pair that [`placed_alike`] holds nearest to exact.
-fn best_placed_pair(
+/// Pairs of the matches not yet used that [`placed_alike`] accepts, each match in one pair at
+/// most: the pairs nearest to exact first.
+fn placed_pairs(
     matches: &[Match],
     used: &[bool],
     query: &LocalFeatures,
     reference: &LocalFeatures,
-) -> Option<[usize; 2]> {
+) -> Vec<[usize; 2]> {
     let free: Vec<usize> = (0..matches.len()).filter(|&i| !used[i]).collect();
-    let mut best: Option<(f32, [usize; 2])> = None;
+    let mut candidates: Vec<(f32, [usize; 2])> = Vec::new();
     for (k, &a) in free.iter().enumerate() {
         for &b in &free[k + 1..] {
-            let Some(error) = placed_alike(&matches[a], &matches[b], query, reference) else {
-                continue;
-            };
-            if best.is_none_or(|(least, _)| error < least) {
-                best = Some((error, [a, b]));
+            if let Some(error) = placed_alike(&matches[a], &matches[b], query, reference) {
+                candidates.push((error, [a, b]));
             }
         }
     }
-    best.map(|(_, pair)| pair)
+    candidates.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let mut taken = used.to_vec();
+    let mut pairs = Vec::new();
+    for (_, [a, b]) in candidates {
+        if !taken[a] && !taken[b] {
+            taken[a] = true;
+            taken[b] = true;
+            pairs.push([a, b]);
+        }
+    }
+    pairs
 }
 
 /// Whether two matches agree as two parts of one motif moved as a whole would: the same
