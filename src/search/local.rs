@@ -228,13 +228,36 @@ impl<'a> QueryDescriptors<'a> {
         }
     }
 
-    /// The weight of matched query keypoints: over the kinds of keypoint among them, the sum
-    /// of each kind's best weight.
-    pub fn evidence_weight(&self, matched: &[QueryKeypoint]) -> f32 {
+    /// Whether `reference` is the verified print nearest keypoint `index`, nearer than the
+    /// next by Lowe's ratio ([`RIVAL_RATIO`]). Never without a registry.
+    fn nearest_by_ratio(&self, mirrored: bool, index: usize, reference: u64) -> bool {
+        let Some(rivals) = &self.rivals else {
+            return false;
+        };
+        let [(nearest, squared), (_, next)] = rivals[usize::from(mirrored)][index];
+        nearest == reference
+            && (squared as f64) < f64::from(RIVAL_RATIO * RIVAL_RATIO) * f64::from(next)
+    }
+
+    /// The weight of matched query keypoints for `reference`: over the kinds of keypoint among
+    /// them, the sum of each kind's best weight. A keypoint that lands near n registered
+    /// prints weighs 1/n, or 1/√n where `reference` is the verified print nearest it by Lowe's
+    /// ratio: as a registry grows, a copy's keypoints land near more prints (a curve or a leaf
+    /// that dozens of prints share), yet where they match best still tells their original
+    /// apart. At 1/n alone, copies' evidence fell with every print added.
+    pub fn evidence_weight(&self, matched: &[QueryKeypoint], reference: Option<u64>) -> f32 {
         let mut best_by_kind: BTreeMap<usize, f32> = BTreeMap::new();
         for keypoint in matched {
-            let prints = self.landed[usize::from(keypoint.mirrored)][keypoint.index].len();
-            let weight = 1.0 / prints.max(1) as f32;
+            let prints = self.landed[usize::from(keypoint.mirrored)][keypoint.index]
+                .len()
+                .max(1) as f32;
+            let nearest = reference
+                .is_some_and(|seq| self.nearest_by_ratio(keypoint.mirrored, keypoint.index, seq));
+            let weight = if nearest {
+                1.0 / prints.sqrt()
+            } else {
+                1.0 / prints
+            };
             let best = best_by_kind
                 .entry(self.kinds[keypoint.index])
                 .or_insert(0.0);
@@ -381,7 +404,7 @@ pub fn evidence(
         })
         .collect();
     LocalEvidence {
-        weight: query.evidence_weight(&matched),
+        weight: query.evidence_weight(&matched, reference_seq),
         consistent_matches: members.len(),
         descriptor_matches,
         groups,

@@ -249,8 +249,8 @@ fn verify_to_weigh(
     descriptors.set_rivals(nearest.iter().map(|(seq, _, nearest)| (*seq, nearest)));
     let mut verified = evidence_of_all(descriptors);
     descriptors.add_verified(&verified);
-    for (_, evidence) in &mut verified {
-        evidence.weight = descriptors.evidence_weight(&evidence.matched);
+    for (seq, evidence) in &mut verified {
+        evidence.weight = descriptors.evidence_weight(&evidence.matched, Some(*seq));
     }
     verified.into_iter().collect()
 }
@@ -765,9 +765,34 @@ mod tests {
         descriptors.add_verified(&verified);
         let weights: Vec<f32> = verified
             .iter()
-            .map(|(_, evidence)| descriptors.evidence_weight(&evidence.matched))
+            .map(|(seq, evidence)| descriptors.evidence_weight(&evidence.matched, Some(*seq)))
             .collect();
         assert_eq!(weights, [0.5 * 3.0 + 1.0, 0.5 * 3.0]);
+    }
+
+    #[test]
+    fn a_keypoint_common_to_several_prints_weighs_more_for_the_one_it_matches_best() {
+        // Four prints hold the query's four kinds: print 1 as they are, prints 2-4 a little
+        // changed, 146 away (within the match distance). Each keypoint lands near all four;
+        // print 1 is the nearest by Lowe's ratio.
+        let changed = |kind: usize| {
+            let mut descriptor = descriptor_of_kind(kind).unpack();
+            descriptor[120..122].copy_from_slice(&[103, 103]);
+            PackedDescriptor::pack(&descriptor)
+        };
+        let mut near_miss = (*print_of_kinds(&[0; 4])).clone();
+        near_miss.local.descriptors = (0..4).map(changed).collect();
+        let near_miss = Arc::new(near_miss);
+        let query = print_of_kinds(&[0, 1, 2, 3]);
+        let (indexes, registered) = registry_of(vec![
+            (1, print_of_kinds(&[0, 1, 2, 3])),
+            (2, near_miss.clone()),
+            (3, near_miss.clone()),
+            (4, near_miss),
+        ]);
+        let query = Query::in_registry(&query, &indexes, &registered, None, 16);
+        assert_eq!(query.verified[&1].weight, 4.0 / 4f32.sqrt());
+        assert_eq!(query.verified[&2].weight, 4.0 / 4.0);
     }
 
     #[test]
