@@ -191,7 +191,7 @@ impl<'a> QueryDescriptors<'a> {
             .iter()
             .find(|(seq, _)| Some(*seq) != reference)
             .map_or(u32::MAX, |(_, squared)| *squared);
-        (squared as f64) < f64::from(RIVAL_RATIO * RIVAL_RATIO) * f64::from(rival)
+        nearer_by_ratio(squared, rival)
     }
 
     /// How many kinds of keypoint the query has: what its evidence can at most weigh.
@@ -235,8 +235,7 @@ impl<'a> QueryDescriptors<'a> {
             return false;
         };
         let [(nearest, squared), (_, next)] = rivals[usize::from(mirrored)][index];
-        nearest == reference
-            && (squared as f64) < f64::from(RIVAL_RATIO * RIVAL_RATIO) * f64::from(next)
+        nearest == reference && nearer_by_ratio(squared, next)
     }
 
     /// The weight of matched query keypoints for `reference`: over the kinds of keypoint among
@@ -265,6 +264,11 @@ impl<'a> QueryDescriptors<'a> {
         }
         best_by_kind.values().fold(0.0, |total, w| total + w)
     }
+}
+
+/// Lowe's ratio test on squared distances: `squared` nearer than `rival` by [`RIVAL_RATIO`].
+fn nearer_by_ratio(squared: u32, rival: u32) -> bool {
+    (squared as f64) < f64::from(RIVAL_RATIO * RIVAL_RATIO) * f64::from(rival)
 }
 
 /// Groups descriptors closer than [`MATCH_DISTANCE`] into kinds (single linkage), returning
@@ -644,53 +648,4 @@ fn placed_alike(
     let misplaced = (rb.x() - ra.x() - px).hypot(rb.y() - ra.y() - py);
     let allowed = PLACE_TOLERANCE * px.hypot(py) + ra.scale().max(rb.scale());
     (misplaced <= allowed).then_some(misplaced / allowed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::features::keypoints::DESCRIPTOR_LEN;
-
-    /// Keypoints at the places and angles given, each a descriptor kind of its own.
-    fn print(points: &[(u16, u16, f32)]) -> LocalFeatures {
-        let descriptors: Vec<PackedDescriptor> = (0..points.len())
-            .map(|kind| {
-                let mut descriptor = [0u8; DESCRIPTOR_LEN];
-                descriptor[2 * kind] = 128;
-                descriptor[2 * kind + 1] = 128;
-                PackedDescriptor::pack(&descriptor)
-            })
-            .collect();
-        LocalFeatures {
-            keypoints: points
-                .iter()
-                .map(|&(x, y, angle)| Keypoint::new(x, y, 0, 1, angle))
-                .collect(),
-            descriptors: descriptors.into(),
-            width: 384,
-            height: 384,
-            repeats: 0,
-        }
-    }
-
-    #[test]
-    fn two_matches_of_a_motif_moved_as_a_whole_make_a_group_and_two_scattered_do_not() {
-        let turn = std::f32::consts::FRAC_PI_2;
-        let query = print(&[(100, 100, 0.0), (140, 100, 0.0)]);
-        let query = QueryDescriptors::new(&query);
-        // Turned a quarter clockwise (y points down) and moved: the second keypoint now lies
-        // below the first.
-        let moved = print(&[(200, 50, turn), (200, 90, turn)]);
-        let evidence = verify(&query, &moved, None);
-        assert_eq!(evidence.groups.len(), 1);
-        assert_eq!(evidence.groups[0].matches, 2);
-        assert_eq!(evidence.groups[0].rotation_degrees, 90.0);
-        assert_eq!(evidence.weight, 2.0);
-
-        let scattered = print(&[(200, 50, turn), (260, 50, turn)]);
-        let evidence = verify(&query, &scattered, None);
-        assert_eq!(evidence.descriptor_matches, 2);
-        assert!(evidence.groups.is_empty());
-        assert_eq!(evidence.weight, 0.0);
-    }
 }

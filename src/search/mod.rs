@@ -651,7 +651,7 @@ pub fn rank(
 mod tests {
     use super::*;
     use crate::features::global_vector::DIMENSIONS;
-    use crate::features::keypoints::{DESCRIPTOR_LEN, Keypoint, PackedDescriptor};
+    use crate::features::keypoints::{DESCRIPTOR_LEN, Keypoint, LocalFeatures, PackedDescriptor};
     use crate::features::{DihedralHashes, Hash256};
     use crate::index::{KeypointIndex, VECTOR_SHAPE, VectorIndex};
 
@@ -768,6 +768,40 @@ mod tests {
             .map(|(seq, evidence)| descriptors.evidence_weight(&evidence.matched, Some(*seq)))
             .collect();
         assert_eq!(weights, [0.5 * 3.0 + 1.0, 0.5 * 3.0]);
+    }
+
+    /// Local features with a keypoint of its own kind at each place and angle given.
+    fn placed_kinds(points: &[(u16, u16, f32)]) -> LocalFeatures {
+        let mut local = print_of_kinds(&(0..points.len()).collect::<Vec<_>>())
+            .local
+            .clone();
+        local.keypoints = points
+            .iter()
+            .map(|&(x, y, angle)| Keypoint::new(x, y, 0, 1, angle))
+            .collect();
+        (local.width, local.height) = (384, 384);
+        local
+    }
+
+    #[test]
+    fn two_matches_of_a_motif_moved_as_a_whole_make_a_group_and_two_scattered_do_not() {
+        let turn = std::f32::consts::FRAC_PI_2;
+        let query = placed_kinds(&[(100, 100, 0.0), (140, 100, 0.0)]);
+        let query = QueryDescriptors::new(&query);
+        // Turned a quarter clockwise (y points down) and moved: the second keypoint now lies
+        // below the first.
+        let moved = placed_kinds(&[(200, 50, turn), (200, 90, turn)]);
+        let evidence = local::verify(&query, &moved, None);
+        assert_eq!(evidence.groups.len(), 1);
+        assert_eq!(evidence.groups[0].matches, 2);
+        assert_eq!(evidence.groups[0].rotation_degrees, 90.0);
+        assert_eq!(evidence.weight, 2.0);
+
+        let scattered = placed_kinds(&[(200, 50, turn), (260, 50, turn)]);
+        let evidence = local::verify(&query, &scattered, None);
+        assert_eq!(evidence.descriptor_matches, 2);
+        assert!(evidence.groups.is_empty());
+        assert_eq!(evidence.weight, 0.0);
     }
 
     #[test]
