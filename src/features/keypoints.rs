@@ -4,13 +4,15 @@
 //! in place), each with a dominant orientation and a 128-bin descriptor of gradient directions
 //! around it (the design of Lowe's SIFT, written here from the paper's description). A
 //! descriptor is invariant to rotation and scale; mirror images are handled by
-//! [`mirror_descriptor`], which permutes its bins.
+//! [`mirror_descriptor`], which permutes its bins. The ink regions of [`super::regions`] are
+//! described the same way, at the scale their size gives.
 
 use std::f32::consts::{PI, TAU};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::regions::{InkRegion, ink_regions};
 use super::{Extractor, FeatureSet};
 use crate::index::{squared_bound, squared_distance_below};
 use crate::normalize::{GrayF32, PrintImage};
@@ -18,6 +20,17 @@ use crate::normalize::{GrayF32, PrintImage};
 /// Most keypoints a registered print keeps, strongest first and each repeat of one only once:
 /// what each print costs in memory.
 pub const MAX_KEYPOINTS: usize = 192;
+/// Most ink-region keypoints ([`super::regions`]) a registered print keeps besides those; a
+/// query describes twice as many.
+pub const REGION_KEYPOINTS: usize = 64;
+/// Most keypoints a registered print keeps in all.
+pub const REGISTERED_KEYPOINTS: usize = MAX_KEYPOINTS + REGION_KEYPOINTS;
+/// A region keypoint's blur is its region's radius over this: its descriptor's window (six
+/// blurs each way) then spans the region and a ring of what surrounds it.
+const REGION_WINDOW: f32 = 5.0;
+/// A region keypoint's orientation is taken with the blur its radius over this would have: its
+/// window (4.5 such blurs) then reaches past the region's outline, whose turns set it.
+const REGION_OUTLINE: f32 = 3.0;
 /// Most keypoints extracted, and used by a query, which is not stored: twice as many give a
 /// rearranged copy's motifs, each with a new size and place, more chances to meet the
 /// registered print's strongest ones.
@@ -142,19 +155,20 @@ pub struct LocalFeatures {
     /// Size of the working image the coordinates refer to.
     pub width: u32,
     pub height: u32,
-    /// How many of the last keypoints repeat an earlier one (the same motif in another repeat
-    /// of the print). A query uses them: each repeat gives a motif another chance to match. A
-    /// registered print does not keep them.
-    pub repeats: usize,
+    /// How many of the last keypoints a registered print does not keep: those that repeat an
+    /// earlier one (the same motif in another repeat of the print) and those past the most it
+    /// keeps. A query uses them: each repeat gives a motif another chance to match.
+    pub query_only: usize,
 }
 
 impl LocalFeatures {
-    /// The descriptors a registered print keeps: the [`MAX_KEYPOINTS`] strongest that repeat
-    /// none before them. A print fresh from an upload has more; compared as a reference, it is
-    /// held to these so that it scores as it would registered.
+    /// The descriptors a registered print keeps: the [`MAX_KEYPOINTS`] strongest extrema and
+    /// the [`REGION_KEYPOINTS`] largest ink regions' keypoints that repeat none before them. A
+    /// print fresh from an upload has more; compared as a reference, it is held to these so
+    /// that it scores as it would registered.
     pub fn registered_descriptors(&self) -> &[PackedDescriptor] {
-        let distinct = self.descriptors.len() - self.repeats;
-        &self.descriptors[..distinct.min(MAX_KEYPOINTS)]
+        let kept = self.descriptors.len() - self.query_only;
+        &self.descriptors[..kept.min(REGISTERED_KEYPOINTS)]
     }
 
     /// Keeps only what a registered print keeps ([`Self::registered_descriptors`]).
@@ -164,7 +178,7 @@ impl LocalFeatures {
         if self.descriptors.len() > kept {
             self.descriptors = self.descriptors[..kept].into();
         }
-        self.repeats = 0;
+        self.query_only = 0;
     }
 
     /// Every descriptor in the form distances are taken on.
@@ -212,7 +226,12 @@ pub struct KeypointExtractor;
 
 impl Extractor for KeypointExtractor {
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
-        features.local = detect_and_describe(&contrast_normalised(&print.detail), QUERY_KEYPOINTS);
+        features.local = detect_and_describe(
+            &contrast_normalised(&print.detail),
+            QUERY_KEYPOINTS,
+            &ink_regions(&print.detail),
+            2 * REGION_KEYPOINTS,
+        );
     }
 }
 
@@ -317,9 +336,16 @@ fn fast_atan2(y: f32, x: f32) -> f32 {
     if y < 0.0 { -angle } else { angle }
 }
 
-/// Keypoints and descriptors of one channel, at most `limit`, strongest first. Only the
-/// strongest extrema are described: describing is the costly step.
-pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
+/// Keypoints and descriptors of one channel: at most `limit` of its extrema, strongest first,
+/// then keypoints of its ink `regions` in their order until about `region_limit` (a region
+/// gives one per dominant orientation), described on the same scale space. Only the strongest extrema are described: describing is the
+/// costly step.
+pub fn detect_and_describe(
+    channel: &GrayF32,
+    limit: usize,
+    regions: &[InkRegion],
+    region_limit: usize,
+) -> LocalFeatures {
     let (width, height) = (channel.width() as usize, channel.height() as usize);
     let sigmas: Vec<f32> = (0..INTERVALS + 3)
         .map(|s| BASE_SIGMA * 2f32.powf(s as f32 / INTERVALS as f32))
@@ -393,16 +419,76 @@ pub fn detect_and_describe(channel: &GrayF32, limit: usize) -> LocalFeatures {
             break;
         }
     }
+    let extremum_count = keypoints.len();
+    for region in regions {
+        if keypoints.len() - extremum_count >= region_limit {
+            break;
+        }
+        for (keypoint, descriptor) in describe_region(&octaves, region) {
+            keypoints.push(keypoint);
+            descriptors.push(PackedDescriptor::pack(&descriptor));
+        }
+    }
     // Repeats are judged on the descriptors as held, as the verifier sees them.
     let held: Vec<Descriptor> = descriptors.iter().map(PackedDescriptor::unpack).collect();
-    let (order, distinct) = distinct_first(&held);
+    let (order, kept) = registered_first(&held, extremum_count);
     LocalFeatures {
         keypoints: order.iter().map(|&i| keypoints[i]).collect(),
         descriptors: order.iter().map(|&i| descriptors[i]).collect(),
         width: width as u32,
         height: height as u32,
-        repeats: order.len() - distinct,
+        query_only: order.len() - kept,
     }
+}
+
+/// The keypoints of one ink region, one per dominant orientation, described at the octave and
+/// interval nearest the blur its size calls for (a print too small for that octave has none).
+fn describe_region(octaves: &[Vec<Level>], region: &InkRegion) -> Vec<(Keypoint, Descriptor)> {
+    let sigma = region.radius / REGION_WINDOW;
+    let steps = ((INTERVALS as f32 * (sigma / BASE_SIGMA).log2()).round() as i32).max(1);
+    let octave = ((steps - 1) / INTERVALS as i32) as usize;
+    let interval = steps as usize - INTERVALS * octave;
+    let Some(levels) = octaves.get(octave) else {
+        return Vec::new();
+    };
+    let level = &levels[interval - 1];
+    let factor = (1u32 << octave) as f32;
+    let (x, y) = (region.x / factor, region.y / factor);
+    let outline = region.radius / REGION_OUTLINE / factor;
+    orientations(level, x as usize, y as usize, outline)
+        .into_iter()
+        .map(|angle| {
+            let keypoint = Keypoint::new(
+                region.x.round() as u16,
+                region.y.round() as u16,
+                octave as u8,
+                interval as u8,
+                angle,
+            );
+            (keypoint, describe(level, x, y, sigma / factor, angle))
+        })
+        .collect()
+}
+
+/// The order in which a print's keypoints are kept, and how many a registered print keeps: the
+/// first [`MAX_KEYPOINTS`] distinct extrema (the first `extrema` descriptors), then the first
+/// [`REGION_KEYPOINTS`] distinct region keypoints (the rest), then what only a query uses.
+fn registered_first(descriptors: &[Descriptor], extrema: usize) -> (Vec<usize>, usize) {
+    let (extremum_order, extremum_distinct) = distinct_first(&descriptors[..extrema]);
+    let (region_order, region_distinct) = distinct_first(&descriptors[extrema..]);
+    let region_order: Vec<usize> = region_order.iter().map(|&i| i + extrema).collect();
+    let (kept_extrema, kept_regions) = (
+        extremum_distinct.min(MAX_KEYPOINTS),
+        region_distinct.min(REGION_KEYPOINTS),
+    );
+    let order = extremum_order[..kept_extrema]
+        .iter()
+        .chain(&region_order[..kept_regions])
+        .chain(&extremum_order[kept_extrema..])
+        .chain(&region_order[kept_regions..])
+        .copied()
+        .collect();
+    (order, kept_extrema + kept_regions)
 }
 
 /// The order in which a print's keypoints are kept, and how many of them repeat none before
@@ -706,6 +792,7 @@ pub fn mirror_keypoint(keypoint: &Keypoint, width: u32) -> Keypoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::regions::ink_regions;
     use crate::normalize::normalize;
     use image::{RgbImage, imageops};
 
@@ -731,7 +818,12 @@ mod tests {
 
     /// The strongest keypoints of a print, as the extractor computes them.
     fn strongest(print: &RgbImage) -> LocalFeatures {
-        detect_and_describe(&contrast_normalised(&normalize(print).structure), 60)
+        detect_and_describe(
+            &contrast_normalised(&normalize(print).structure),
+            60,
+            &[],
+            0,
+        )
     }
 
     fn distance(a: &Descriptor, b: &Descriptor) -> f32 {
@@ -795,7 +887,8 @@ mod tests {
 
     #[test]
     fn finds_keypoints_on_motifs_but_none_on_a_plain_ground() {
-        let features = detect_and_describe(&normalize(&motif_print()).structure, MAX_KEYPOINTS);
+        let features =
+            detect_and_describe(&normalize(&motif_print()).structure, MAX_KEYPOINTS, &[], 0);
         assert!(
             features.keypoints.len() >= 10,
             "{} keypoints",
@@ -803,7 +896,7 @@ mod tests {
         );
         let plain = RgbImage::from_pixel(200, 200, image::Rgb([90, 20, 40]));
         assert!(
-            detect_and_describe(&normalize(&plain).structure, MAX_KEYPOINTS)
+            detect_and_describe(&normalize(&plain).structure, MAX_KEYPOINTS, &[], 0)
                 .keypoints
                 .is_empty()
         );
@@ -851,6 +944,73 @@ mod tests {
         let (a, b) = (strongest(&print), strongest(&recoloured));
         let share = repeatability(&a, &b, false, |kp| (kp.x(), kp.y()));
         assert!(share > 0.5, "only {share:.2} of keypoints found again");
+    }
+
+    /// Features of a print at the detail side, with its ink regions' keypoints when `regions`.
+    fn described(print: &RgbImage, regions: bool) -> LocalFeatures {
+        let print = normalize(print);
+        let regions = if regions {
+            ink_regions(&print.detail)
+        } else {
+            Vec::new()
+        };
+        detect_and_describe(
+            &contrast_normalised(&print.detail),
+            QUERY_KEYPOINTS,
+            &regions,
+            2 * REGION_KEYPOINTS,
+        )
+    }
+
+    /// Pairs of keypoints, one of `a` and one of `b`, whose descriptors match and whose places
+    /// and scales agree with `b` being `a` shrunk by `factor` about the print's centre.
+    fn matched_at_scale(a: &LocalFeatures, b: &LocalFeatures, factor: f32) -> usize {
+        let centre = a.width as f32 / 2.0;
+        a.unpacked_descriptors()
+            .iter()
+            .zip(&a.keypoints)
+            .filter(|(descriptor, kp)| {
+                let (i, d) = nearest(b, descriptor);
+                let other = b.keypoints[i];
+                let x = centre + (kp.x() - centre) / factor;
+                let y = centre + (kp.y() - centre) / factor;
+                d < MATCH_DISTANCE
+                    && (other.x() - x).hypot(other.y() - y) < 2.0 * other.scale()
+                    && (kp.log2_scale() - other.log2_scale() - factor.log2()).abs() < 0.5
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_motif_at_half_its_size_meets_its_ink_regions() {
+        // A lemon with a bite out of it and a spot, on a plain ground, drawn at two sizes.
+        let lemon = |scale: f32| {
+            RgbImage::from_fn(512, 512, |x, y| {
+                let (x, y) = ((x as f32 - 256.0) / scale, (y as f32 - 256.0) / scale);
+                let body = (x / 180.0).powi(2) + (y / 120.0).powi(2) < 1.0;
+                let bite = (x - 140.0).abs() < 50.0 && (y + 40.0).abs() < 40.0;
+                let spot = (x + 60.0).powi(2) + (y - 20.0).powi(2) < 40.0 * 40.0;
+                image::Rgb(if spot {
+                    [150, 30, 40]
+                } else if body && !bite {
+                    [220, 180, 40]
+                } else {
+                    [30, 60, 120]
+                })
+            })
+        };
+        let (large, small) = (lemon(1.0), lemon(0.5));
+        let with_regions =
+            matched_at_scale(&described(&large, true), &described(&small, true), 2.0);
+        let without = matched_at_scale(&described(&large, false), &described(&small, false), 2.0);
+        assert!(
+            with_regions >= 2,
+            "{with_regions} matched with regions, {without} without"
+        );
+        assert!(
+            with_regions > without,
+            "{with_regions} matched with regions, {without} without"
+        );
     }
 
     #[test]
@@ -927,8 +1087,8 @@ mod tests {
             );
         }
         let channel = contrast_normalised(&normalize(&tiled).structure);
-        let query = detect_and_describe(&channel, QUERY_KEYPOINTS);
-        assert!(query.repeats > 0, "the query keeps the repeats");
+        let query = detect_and_describe(&channel, QUERY_KEYPOINTS, &[], 0);
+        assert!(query.query_only > 0, "the query keeps the repeats");
         let mut registered = query.clone();
         registered.keep_registered();
         let kept = registered.unpacked_descriptors();
@@ -946,7 +1106,7 @@ mod tests {
 
     #[test]
     fn descriptors_survive_the_stored_form() {
-        let features = detect_and_describe(&normalize(&motif_print()).structure, 5);
+        let features = detect_and_describe(&normalize(&motif_print()).structure, 5, &[], 0);
         let json = serde_json::to_string(&features).unwrap();
         assert_eq!(
             serde_json::from_str::<LocalFeatures>(&json).unwrap(),

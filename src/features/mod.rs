@@ -7,6 +7,7 @@ pub mod dct;
 pub mod dct_hash;
 pub mod global_vector;
 pub mod keypoints;
+pub mod regions;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,7 @@ pub use dct_hash::{Dihedral, DihedralHashes, Hash256};
 
 /// Bumped whenever any extractor changes what it computes. Stored features of another version
 /// are never compared with new ones: they are re-extracted from the stored upload.
-pub const FEATURE_VERSION: u32 = 7;
+pub const FEATURE_VERSION: u32 = 8;
 
 /// Everything the extractors computed for one print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -92,8 +93,8 @@ impl FeatureSet {
         if features.local.keypoints.len() != features.local.descriptors.len() {
             return Err("keypoints and descriptors differ in number".into());
         }
-        if features.local.repeats > features.local.descriptors.len() {
-            return Err("more repeated keypoints than keypoints".into());
+        if features.local.query_only > features.local.descriptors.len() {
+            return Err("more query-only keypoints than keypoints".into());
         }
         Ok(features)
     }
@@ -130,7 +131,7 @@ mod tests {
         assert!(FeatureSet::from_bytes(&binary[..binary.len() / 2]).is_err());
         assert!(FeatureSet::from_bytes(b"").is_err());
         let mut inconsistent = features;
-        inconsistent.local.repeats = inconsistent.local.descriptors.len() + 1;
+        inconsistent.local.query_only = inconsistent.local.descriptors.len() + 1;
         assert!(FeatureSet::from_bytes(&inconsistent.to_bytes()).is_err());
     }
 }

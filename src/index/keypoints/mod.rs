@@ -31,7 +31,7 @@ pub use code::{nearest_below, squared_bound, squared_distance_below};
 use leaf::{Leaf, PostingList};
 
 use crate::features::FeatureSet;
-use crate::features::keypoints::{Descriptor, MAX_KEYPOINTS, PackedDescriptor};
+use crate::features::keypoints::{Descriptor, PackedDescriptor, REGISTERED_KEYPOINTS};
 
 /// Codes further apart than this are not checked against the descriptor. Among the
 /// fixtures' descriptors, all but one of the 14,580 pairs within the verifier's match distance
@@ -56,7 +56,7 @@ const TRAIN_AT: usize = 8192;
 const RETRAIN_GROWTH: usize = 4;
 /// Bits of a posting entry that number the keypoint within its print.
 const KEYPOINT_BITS: u32 = 8;
-const _: () = assert!(MAX_KEYPOINTS <= 1 << KEYPOINT_BITS);
+const _: () = assert!(REGISTERED_KEYPOINTS <= 1 << KEYPOINT_BITS);
 
 #[derive(Default)]
 struct Contents {
