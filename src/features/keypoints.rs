@@ -341,8 +341,8 @@ fn fast_atan2(y: f32, x: f32) -> f32 {
 
 /// Keypoints and descriptors of one channel: at most `limit` of its extrema, strongest first,
 /// then keypoints of its ink `regions` in their order until about `region_limit` (a region
-/// gives one per dominant orientation), described on the same scale space. Only the strongest extrema are described: describing is the
-/// costly step.
+/// gives one per dominant orientation), described on the same scale space. Only the strongest
+/// extrema are described: describing is the costly step.
 pub fn detect_and_describe(
     channel: &GrayF32,
     limit: usize,
