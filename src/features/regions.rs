@@ -53,10 +53,15 @@ impl Moments {
         self.xy += x * y;
     }
 
+    fn centre(&self) -> (f64, f64) {
+        let n = f64::from(self.area);
+        (self.x / n, self.y / n)
+    }
+
     /// The ratio of the longer axis to the shorter, from the covariance's eigenvalues.
     fn elongation(&self) -> f32 {
         let n = f64::from(self.area);
-        let (mx, my) = (self.x / n, self.y / n);
+        let (mx, my) = self.centre();
         let (a, b, c) = (
             self.xx / n - mx * mx,
             self.yy / n - my * my,
@@ -72,17 +77,17 @@ impl Moments {
 /// flat pixels, less dots, grounds and stripes.
 pub fn ink_regions(channel: &GrayF32) -> Vec<InkRegion> {
     let (width, height) = (channel.width() as usize, channel.height() as usize);
-    let flat: Vec<bool> = channel.as_raw().iter().map(|&v| v < FLAT).collect();
-    let mut seen = vec![false; flat.len()];
+    // Flat pixels not yet taken into a region.
+    let mut unvisited: Vec<bool> = channel.as_raw().iter().map(|&v| v < FLAT).collect();
     let mut stack = Vec::new();
     let mut regions = Vec::new();
     let max_area = MAX_SHARE * (width * height) as f32;
-    for start in 0..flat.len() {
-        if !flat[start] || seen[start] {
+    for start in 0..unvisited.len() {
+        if !unvisited[start] {
             continue;
         }
         let mut moments = Moments::default();
-        seen[start] = true;
+        unvisited[start] = false;
         stack.push(start);
         while let Some(i) = stack.pop() {
             let (x, y) = (i % width, i / width);
@@ -94,8 +99,8 @@ pub fn ink_regions(channel: &GrayF32) -> Vec<InkRegion> {
                 (y + 1 < height).then(|| i + width),
             ];
             for j in neighbours.into_iter().flatten() {
-                if flat[j] && !seen[j] {
-                    seen[j] = true;
+                if unvisited[j] {
+                    unvisited[j] = false;
                     stack.push(j);
                 }
             }
@@ -104,10 +109,10 @@ pub fn ink_regions(channel: &GrayF32) -> Vec<InkRegion> {
         if moments.area < MIN_AREA || area > max_area || moments.elongation() > MAX_ELONGATION {
             continue;
         }
-        let n = f64::from(moments.area);
+        let (x, y) = moments.centre();
         regions.push(InkRegion {
-            x: (moments.x / n) as f32,
-            y: (moments.y / n) as f32,
+            x: x as f32,
+            y: y as f32,
             radius: (area / std::f32::consts::PI).sqrt() + BOUNDARY_BAND,
         });
     }
