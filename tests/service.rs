@@ -188,6 +188,26 @@ fn rearranged_and_recoloured_cropped_copies_are_found_first() {
     assert_eq!(top_id(&cropped), a_id);
     let score = |i: usize| cropped["matches"][i]["score"].as_f64().unwrap();
     assert!(score(0) > score(1) + 0.1, "{cropped}");
+
+    // Its palette mapping says which ink became which: the crop's red holds the original's
+    // blue, its green the original's red, its blue the original's green.
+    let pairs = cropped["matches"][0]["explanation"]["palette"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pairs.len(), 4, "the ground and three inks: {pairs:?}");
+    let rgb = |hex: &Value| {
+        let hex = hex.as_str().unwrap();
+        let channel = |i: usize| i32::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap();
+        [channel(0), channel(1), channel(2)]
+    };
+    for pair in pairs {
+        let ([r, g, b], original) = (rgb(&pair["query"]), rgb(&pair["reference"]));
+        let differences = [g, b, r]
+            .into_iter()
+            .zip(original)
+            .map(|(c, o)| (c - o).abs());
+        assert!(differences.max().unwrap() <= 16, "{pair}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod colour;
 pub mod dct;
 pub mod dct_hash;
 pub mod global_vector;
+pub mod inks;
 pub mod keypoints;
 pub mod regions;
 
@@ -16,7 +17,7 @@ pub use dct_hash::{Dihedral, DihedralHashes, Hash256};
 
 /// Bumped whenever any extractor changes what it computes. Stored features of another version
 /// are never compared with new ones: they are re-extracted from the stored upload.
-pub const FEATURE_VERSION: u32 = 8;
+pub const FEATURE_VERSION: u32 = 9;
 
 /// Everything the extractors computed for one print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,8 @@ pub struct FeatureSet {
     /// Orientation-invariant global descriptor, indexed by HNSW: each channel's half has unit
     /// length (scaled to 255), or is zero when the channel is plain.
     pub global_vector: Vec<u8>,
+    /// The print's inks and where each lies: tells which ink became which in a copy.
+    pub inks: inks::InkMap,
 }
 
 /// One stage of feature extraction.
@@ -48,6 +51,7 @@ pub const EXTRACTORS: &[&dyn Extractor] = &[
     &dct_hash::LightnessHashExtractor,
     &global_vector::GlobalVectorExtractor,
     &colour::MeanColourExtractor,
+    &inks::InkMapExtractor,
 ];
 
 /// Runs every extractor on one print.

@@ -1,13 +1,12 @@
 //! The court's side-by-side comparison: both prints at one height, each matched region
 //! outlined in the same colour on both sides and joined by a line, the transform of each
-//! region, the inks of both prints as swatches, and the verdict in words. Rendered as a
+//! region, which ink became which (the explanation's palette mapping), and the verdict in words. Rendered as a
 //! self-contained HTML page (images inlined) and as a PNG composite.
 
 use image::{Rgb, RgbImage, imageops};
 use serde::Serialize;
 
-use crate::features::colour::delta_e;
-use crate::normalize::srgb_to_lab;
+use crate::features::inks::hex;
 use crate::search::Comparison;
 use crate::search::local::Region;
 
@@ -30,13 +29,6 @@ pub const REGION_COLOURS: [[u8; 3]; 8] = [
 ];
 /// Most regions drawn: beyond that the picture stops explaining anything.
 const MAX_REGIONS: usize = 8;
-
-/// One ink of a print and the share of the print it covers.
-#[derive(Clone, Debug, Serialize)]
-pub struct Ink {
-    pub hex: String,
-    pub share: f32,
-}
 
 /// One matched region as drawn: where on each side (in composite pixels) and how it moved.
 #[derive(Clone, Debug, Serialize)]
@@ -226,107 +218,14 @@ fn line(canvas: &mut RgbImage, from: (i64, i64), to: (i64, i64), colour: Rgb<u8>
     }
 }
 
-/// The main inks of a print, largest share first: colours binned coarsely, then bins closer
-/// than a just-visible difference (ΔE 12) merged, and inks under 2% dropped.
-pub fn palette(image: &RgbImage) -> Vec<Ink> {
-    let small = imageops::thumbnail(image, 64, 64);
-    let mut bins: Vec<([f32; 3], f32)> = vec![([0.0; 3], 0.0); 64];
-    for pixel in small.pixels() {
-        let [r, g, b] = pixel.0;
-        let bin = (r as usize >> 6) * 16 + (g as usize >> 6) * 4 + (b as usize >> 6);
-        let lab = srgb_to_lab(pixel.0);
-        let (sum, count) = &mut bins[bin];
-        for c in 0..3 {
-            sum[c] += lab[c];
-        }
-        *count += 1.0;
-    }
-    let total = (small.width() * small.height()).max(1) as f32;
-    let mut inks: Vec<([f32; 3], f32)> = bins
-        .into_iter()
-        .filter(|(_, count)| *count > 0.0)
-        .map(|(sum, count)| (sum.map(|s| s / count), count))
-        .collect();
-    inks.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut merged: Vec<([f32; 3], f32)> = Vec::new();
-    for (lab, count) in inks {
-        match merged.iter_mut().find(|(m, _)| delta_e(*m, lab) < 12.0) {
-            Some((m, n)) => {
-                for c in 0..3 {
-                    m[c] = (m[c] * *n + lab[c] * count) / (*n + count);
-                }
-                *n += count;
-            }
-            None => merged.push((lab, count)),
-        }
-    }
-    merged.sort_by(|a, b| b.1.total_cmp(&a.1));
-    merged
-        .into_iter()
-        .filter(|(_, count)| count / total >= 0.02)
-        .take(6)
-        .map(|(lab, count)| Ink {
-            hex: hex(lab_to_srgb(lab)),
-            share: count / total,
-        })
-        .collect()
-}
-
-fn hex([r, g, b]: [u8; 3]) -> String {
-    format!("#{r:02x}{g:02x}{b:02x}")
-}
-
 fn parse_hex(text: &str) -> [u8; 3] {
     let channel = |i: usize| u8::from_str_radix(&text[1 + 2 * i..3 + 2 * i], 16).unwrap_or(0);
     [channel(0), channel(1), channel(2)]
 }
 
-/// CIELAB (D65) back to 8-bit sRGB, for showing an ink.
-fn lab_to_srgb([l, a, b]: [f32; 3]) -> [u8; 3] {
-    let fy = (l + 16.0) / 116.0;
-    let (fx, fz) = (fy + a / 500.0, fy - b / 200.0);
-    let inverse = |t: f32| {
-        if t > 6.0 / 29.0 {
-            t * t * t
-        } else {
-            3.0 * (6.0f32 / 29.0).powi(2) * (t - 4.0 / 29.0)
-        }
-    };
-    let (x, y, z) = (0.95047 * inverse(fx), inverse(fy), 1.08883 * inverse(fz));
-    let linear = [
-        3.2406 * x - 1.5372 * y - 0.4986 * z,
-        -0.9689 * x + 1.8758 * y + 0.0415 * z,
-        0.0557 * x - 0.2040 * y + 1.0570 * z,
-    ];
-    linear.map(|c| {
-        let c = c.clamp(0.0, 1.0);
-        let encoded = if c <= 0.003_130_8 {
-            12.92 * c
-        } else {
-            1.055 * c.powf(1.0 / 2.4) - 0.055
-        };
-        (encoded * 255.0).round() as u8
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_two_ink_print_has_two_inks_in_proportion() {
-        let mut image = RgbImage::from_pixel(100, 100, Rgb([250, 240, 220]));
-        for y in 0..25 {
-            for x in 0..100 {
-                image.put_pixel(x, y, Rgb([180, 20, 40]));
-            }
-        }
-        let inks = palette(&image);
-        assert_eq!(inks.len(), 2);
-        assert!((inks[0].share - 0.75).abs() < 0.02 && (inks[1].share - 0.25).abs() < 0.02);
-        let [r, g, b] = parse_hex(&inks[1].hex);
-        assert!(r > 150 && g < 60 && b < 70, "{}", inks[1].hex);
-    }
 
     #[test]
     fn a_long_thin_print_is_shown_small_not_huge() {
@@ -342,18 +241,5 @@ mod tests {
         assert!(layout.a.width() <= SHOWN_WIDTH && layout.a.height() >= 1);
         assert!(layout.width <= 2 * SHOWN_WIDTH + GAP && layout.height <= SHOWN_HEIGHT);
         assert!(!composite_png(&layout).is_empty());
-    }
-
-    #[test]
-    fn lab_round_trips_to_srgb() {
-        for rgb in [[0, 0, 0], [255, 255, 255], [180, 20, 40], [20, 120, 200]] {
-            let back = lab_to_srgb(srgb_to_lab(rgb));
-            for c in 0..3 {
-                assert!(
-                    (back[c] as i32 - rgb[c] as i32).abs() <= 2,
-                    "{rgb:?} -> {back:?}"
-                );
-            }
-        }
     }
 }

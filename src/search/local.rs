@@ -104,6 +104,9 @@ pub struct LocalEvidence {
     /// The query keypoints of the grouped matches.
     #[serde(skip)]
     pub matched: Vec<QueryKeypoint>,
+    /// The reference keypoint of each grouped match, in the order of `matched`.
+    #[serde(skip)]
+    pub matched_reference: Vec<usize>,
 }
 
 /// One query keypoint, as given or mirrored.
@@ -413,6 +416,10 @@ pub fn evidence(
         descriptor_matches,
         groups,
         matched,
+        matched_reference: members
+            .iter()
+            .map(|&i| matches[i].reference_index)
+            .collect(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! whichever signal found the candidate, and the `copy` verdict is one threshold on it.
 
 pub mod local;
+pub mod palette;
 mod whole;
 
 use std::collections::{BTreeSet, HashMap};
@@ -69,6 +70,9 @@ pub struct Explanation {
     pub signals: Vec<Signal>,
     /// The groups of local matches, one per transform found.
     pub local: LocalEvidence,
+    /// Which query ink lies where each reference ink lies, where local features match: a
+    /// recolouring's palette mapping.
+    pub palette: Vec<palette::InkPair>,
 }
 
 /// One signal's view of a pair.
@@ -435,6 +439,7 @@ fn score_pair(
         detail: "cosine similarity of orientation-free DCT magnitudes (finds candidates only)"
             .into(),
     };
+    let palette = palette::ink_pairs(query.features, reference, &evidence);
     let colour_difference = delta_e(query.features.mean_colour, reference.mean_colour);
     let colour = Signal {
         name: "mean_colour",
@@ -459,6 +464,7 @@ fn score_pair(
                 colour,
             ],
             local: evidence,
+            palette,
         },
         colour_difference,
     }

@@ -20,7 +20,7 @@ use crate::decode::decode;
 use crate::engine::{Engine, analyze};
 use crate::ledger::InclusionProof;
 use crate::registry::PatternRecord;
-use crate::report::comparison::{self, Ink};
+use crate::report::comparison;
 
 /// One side of the comparison, resolved.
 struct Side {
@@ -141,7 +141,6 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
         let comparison = engine.compare(&a.features, a_id, &b.features, b_id)?;
         let layout = comparison::layout(&a.pixels, &b.pixels, &comparison);
         let composite = comparison::composite_png(&layout);
-        let inks = (comparison::palette(&a.pixels), comparison::palette(&b.pixels));
         let side = |side: &Side, shown: &image::RgbImage| {
             context! {
                 label => &side.label,
@@ -162,7 +161,7 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
             height => layout.height,
             regions => &layout.regions,
             composite => data_uri(&composite),
-            palette => paired(&inks.0, &inks.1),
+            palette => &comparison.explanation.palette,
             score => comparison.score,
             copy => comparison.copy,
             summary => &comparison.explanation.summary,
@@ -175,13 +174,6 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
         Ok(report) => page.render("report.html", "report", report),
         Err(error) => page.message(error.status, &error.message),
     }
-}
-
-/// Inks side by side by rank of area: the largest with the largest, and so on.
-fn paired(a: &[Ink], b: &[Ink]) -> Vec<(Option<Ink>, Option<Ink>)> {
-    (0..a.len().max(b.len()))
-        .map(|i| (a.get(i).cloned(), b.get(i).cloned()))
-        .collect()
 }
 
 /// Our own base64 (no user text), kept as is rather than entity-escaped.

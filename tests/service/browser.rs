@@ -330,6 +330,12 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
         type_into(&browser, "#compare-b-id", &original).await;
         click(&browser, "main form button[type=submit]").await;
         wait_for_count(&browser, "#pair g.region", 1).await;
+        // Which ink became which: the crop's channels were rotated.
+        let palette = text_of(&browser, "#palette").await;
+        assert!(
+            palette.contains("#dcf5ee") && palette.contains("#f5eedc"),
+            "the ground's pair: {palette}"
+        );
         snap(&browser, "report_upload_en").await;
 
         // Every page in Chinese, and on a phone.
