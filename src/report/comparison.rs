@@ -1,7 +1,7 @@
 //! The court's side-by-side comparison: both prints at one height, each matched region
 //! outlined in the same colour on both sides and joined by a line, the transform of each
-//! region, which ink became which (the explanation's palette mapping), and the verdict in words. Rendered as a
-//! self-contained HTML page (images inlined) and as a PNG composite.
+//! region, which ink became which (the explanation's palette mapping), and the verdict in
+//! words. Rendered as a self-contained HTML page (images inlined) and as a PNG composite.
 
 use image::{Rgb, RgbImage, imageops};
 use serde::Serialize;
