@@ -45,7 +45,8 @@ pub fn ink_pairs(
         } else {
             given
         };
-        let (turn, log2_scale) = transform_between(&given, matched.mirrored, q.width, &target);
+        // `source` is already mirrored where the match was.
+        let (turn, log2_scale) = transform_between(&source, false, q.width, &target);
         let (sin, cos) = turn.sin_cos();
         let scale = log2_scale.exp2();
         let step = source.scale().max(query_cell);
