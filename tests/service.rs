@@ -159,6 +159,36 @@ fn batch_search_answers_in_order_and_compare_explains() {
     );
 }
 
+/// A crop and a rearrangement both match in several transform groups (the fixtures' flowers and
+/// leaves match themselves mirrored and turned too); the summary tells them apart by whether
+/// one placement lines up the whole design.
+#[test]
+fn compare_tells_a_crop_from_motifs_placed_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let summary_against_a = |copy: &str| {
+        let files = Form::new()
+            .part("a", Part::bytes(fixture(copy)).file_name(copy.to_string()))
+            .part("b", Part::bytes(fixture("print_a.png")).file_name("a.png"));
+        let (status, answer) = server.post("/api/v1/compare", files);
+        assert_eq!(
+            (status, &answer["copy"]),
+            (200, &Value::Bool(true)),
+            "{answer}"
+        );
+        let groups = answer["explanation"]["local"]["groups"].as_array().unwrap();
+        assert!(groups.len() > 1, "{copy}: {groups:?}");
+        answer["explanation"]["summary"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let crop = summary_against_a("print_a_recoloured_crop.png");
+    assert!(crop.contains("carries the whole design"), "{crop}");
+    let rearranged = summary_against_a("print_a_rearranged.png");
+    assert!(rearranged.contains("placed anew"), "{rearranged}");
+}
+
 #[test]
 fn rearranged_and_recoloured_cropped_copies_are_found_first() {
     let dir = tempfile::tempdir().unwrap();

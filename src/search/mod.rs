@@ -4,6 +4,7 @@
 
 pub mod local;
 pub mod palette;
+mod placement;
 mod whole;
 
 use std::collections::{BTreeSet, HashMap};
@@ -408,7 +409,15 @@ fn score_pair(
     } else {
         Lead::Parts
     };
-    let summary = summarise(copy, lead, orientation, &evidence);
+    // Only a copy found by its parts in several groups needs telling a crop from a
+    // rearrangement, and the ink maps' placement search is the costly part of a summary.
+    let carrying = match lead {
+        Lead::Parts if copy && evidence.groups.len() > 1 => {
+            placement::carrying_group(query.features, reference, &evidence)
+        }
+        _ => None,
+    };
+    let summary = summarise(copy, lead, orientation, &evidence, carrying);
     let whole_signal = Signal {
         name: "whole_print",
         similarity: whole,
@@ -488,7 +497,15 @@ enum Lead {
     Together,
 }
 
-fn summarise(copy: bool, lead: Lead, orientation: Dihedral, evidence: &LocalEvidence) -> String {
+/// `carrying`: of several groups of local matches, the one whose transform carries the whole
+/// design, where they are the design moved as one (see [`placement`]).
+fn summarise(
+    copy: bool,
+    lead: Lead,
+    orientation: Dihedral,
+    evidence: &LocalEvidence,
+    carrying: Option<usize>,
+) -> String {
     if !copy {
         return "Neither the whole print nor enough of its parts are found in the reference."
             .into();
@@ -513,12 +530,24 @@ fn summarise(copy: bool, lead: Lead, orientation: Dihedral, evidence: &LocalEvid
                 one.rotation_degrees,
                 one.scale
             ),
-            groups => format!(
-                "{} local features match in {} groups, each moved its own way: motifs of the \
-                 reference cut out and placed anew.",
-                evidence.consistent_matches,
-                groups.len()
-            ),
+            groups => match carrying.and_then(|i| groups.get(i)) {
+                Some(group) => format!(
+                    "{} local features match, {} of them under one transform ({}turned {:.0}°, \
+                     scaled ×{:.2}) that carries the whole design: the same design, cropped, \
+                     shifted or photographed.",
+                    evidence.consistent_matches,
+                    group.matches,
+                    if group.mirrored { "mirrored, " } else { "" },
+                    group.rotation_degrees,
+                    group.scale
+                ),
+                None => format!(
+                    "{} local features match in {} groups, each moved its own way: motifs of \
+                     the reference cut out and placed anew.",
+                    evidence.consistent_matches,
+                    groups.len()
+                ),
+            },
         },
     }
 }
