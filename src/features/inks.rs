@@ -54,6 +54,17 @@ impl InkMap {
         });
         (ink < self.inks.len()).then_some(ink)
     }
+
+    /// The ink under a point of an image `width` × `height` that the map covers (a print's
+    /// keypoint image); `None` off the print.
+    pub fn ink_under(&self, (x, y): (f32, f32), width: u32, height: u32) -> Option<usize> {
+        let cell =
+            |v: f32, side: u32, cells: u8| (v / side.max(1) as f32 * f32::from(cells)).floor();
+        self.ink_at(
+            cell(x, width, self.width) as i32,
+            cell(y, height, self.height) as i32,
+        )
+    }
 }
 
 pub struct InkMapExtractor;

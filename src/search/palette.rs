@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::local::{LocalEvidence, transform_between};
 use crate::features::FeatureSet;
-use crate::features::inks::{InkMap, hex};
+use crate::features::inks::hex;
 use crate::features::keypoints::mirror_keypoint;
 
 /// Samples around each matched keypoint: a square grid this many steps from the centre.
@@ -63,8 +63,8 @@ pub fn ink_pairs(
                 target.x() + scale * (cos * dx - sin * dy),
                 target.y() + scale * (sin * dx + cos * dy),
             );
-            let query_ink = ink_under(query_map, (x, y), q.width, q.height);
-            let reference_ink = ink_under(reference_map, reference_point, r.width, r.height);
+            let query_ink = query_map.ink_under((x, y), q.width, q.height);
+            let reference_ink = reference_map.ink_under(reference_point, r.width, r.height);
             if let (Some(qi), Some(ri)) = (query_ink, reference_ink) {
                 votes[qi][ri] += 1;
             }
@@ -91,15 +91,6 @@ pub fn ink_pairs(
 
 fn grid() -> impl Iterator<Item = (i32, i32)> {
     (-REACH..=REACH).flat_map(|j| (-REACH..=REACH).map(move |i| (i, j)))
-}
-
-/// The ink of `map` under a point of a keypoint image `width` × `height`.
-fn ink_under(map: &InkMap, (x, y): (f32, f32), width: u32, height: u32) -> Option<usize> {
-    let cell = |v: f32, side: u32, cells: u8| (v / side.max(1) as f32 * f32::from(cells)).floor();
-    map.ink_at(
-        cell(x, width, map.width) as i32,
-        cell(y, height, map.height) as i32,
-    )
 }
 
 #[cfg(test)]

@@ -44,10 +44,9 @@ pub fn carrying_group(
     reference: &FeatureSet,
     evidence: &LocalEvidence,
 ) -> Option<usize> {
-    let by_size = largest_first(evidence);
     match whole_design_agreement(query, reference, evidence) {
         Some((group, agreement)) => (agreement >= LINES_UP).then_some(group),
-        None => match by_size.as_slice() {
+        None => match largest_first(evidence).as_slice() {
             [largest, next, ..] => {
                 let size = |i: usize| evidence.groups[i].matches as f32;
                 (size(*next) <= MINOR_GROUP * size(*largest)).then_some(*largest)
@@ -217,7 +216,6 @@ fn agreement(
     }
     let cell_width = query_width as f32 / f32::from(query_map.width);
     let cell_height = query_height as f32 / f32::from(query_map.height);
-    let cell = |v: f32, side: u32, cells: u8| (v / side.max(1) as f32 * f32::from(cells)).floor();
     let mut votes = vec![0u32; inks * reference_inks];
     let (mut sampled, mut landed) = (0u32, 0u32);
     for row in (0..query_map.height).step_by(stride) {
@@ -227,10 +225,7 @@ fn agreement(
                 (f32::from(column) + 0.5) * cell_width,
                 (f32::from(row) + 0.5) * cell_height,
             );
-            let reference_ink = reference_map.ink_at(
-                cell(x, reference_width, reference_map.width) as i32,
-                cell(y, reference_height, reference_map.height) as i32,
-            );
+            let reference_ink = reference_map.ink_under((x, y), reference_width, reference_height);
             let query_ink = query_map.ink_at(i32::from(column), i32::from(row));
             if let (Some(qi), Some(ri)) = (query_ink, reference_ink) {
                 votes[qi * reference_inks + ri] += 1;
