@@ -4,7 +4,7 @@
 //! resolution and colour space ([`normalize`]), described by a list of extractors
 //! ([`features`]), indexed ([`index`]) and stored ([`registry`]), every change recorded in the
 //! signed evidence log ([`ledger`]); [`search`] finds and scores candidates, [`engine`] ties
-//! those stages together, [`report`] renders evidence for people, and [`api`], [`web`] (the
+//! those stages together, [`report`] renders evidence for people (in a [`lang`] of theirs), and [`api`], [`web`] (the
 //! pages) and [`cli`] are the edges.
 
 pub mod api;
@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod features;
 pub mod index;
+pub mod lang;
 pub mod ledger;
 pub mod normalize;
 pub mod registry;

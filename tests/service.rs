@@ -161,7 +161,7 @@ fn batch_search_answers_in_order_and_compare_explains() {
 
 /// A crop and a rearrangement both match in several transform groups (the fixtures' flowers and
 /// leaves match themselves mirrored and turned too); the summary tells them apart by whether
-/// one placement lines up the whole design.
+/// one placement lines up the whole design, in words and as the reading's kind.
 #[test]
 fn compare_tells_a_crop_from_motifs_placed_anew() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,14 +178,17 @@ fn compare_tells_a_crop_from_motifs_placed_anew() {
         );
         let groups = answer["explanation"]["local"]["groups"].as_array().unwrap();
         assert!(groups.len() > 1, "{copy}: {groups:?}");
-        answer["explanation"]["summary"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        let explanation = &answer["explanation"];
+        (
+            explanation["reading"]["kind"].as_str().unwrap().to_string(),
+            explanation["summary"].as_str().unwrap().to_string(),
+        )
     };
-    let crop = summary_against_a("print_a_recoloured_crop.png");
+    let (kind, crop) = summary_against_a("print_a_recoloured_crop.png");
+    assert_eq!(kind, "whole_design");
     assert!(crop.contains("carries the whole design"), "{crop}");
-    let rearranged = summary_against_a("print_a_rearranged.png");
+    let (kind, rearranged) = summary_against_a("print_a_rearranged.png");
+    assert_eq!(kind, "placed_anew");
     assert!(rearranged.contains("placed anew"), "{rearranged}");
 }
 

@@ -40,8 +40,9 @@ pub struct DrawnRegion {
     pub scale: f32,
     pub mirrored: bool,
     pub matches: usize,
-    /// For the whole print matched as one (hash signals, no local groups): its orientation.
-    pub whole_print: Option<&'static str>,
+    /// The whole print matched as one (hash signals, no local groups), in the explanation's
+    /// orientation.
+    pub whole_print: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -101,7 +102,7 @@ pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
             scale: group.scale,
             mirrored: group.mirrored,
             matches: group.matches,
-            whole_print: None,
+            whole_print: false,
         })
         .collect();
     let whole_print_fired = comparison
@@ -124,7 +125,7 @@ pub fn layout(a: &RgbImage, b: &RgbImage, comparison: &Comparison) -> Layout {
             scale: 1.0,
             mirrored: false,
             matches: 0,
-            whole_print: Some(comparison.explanation.orientation.describe()),
+            whole_print: true,
         });
     }
     Layout {

@@ -2,6 +2,7 @@
 //! candidates; one pairwise verifier ([`compare`]) scores each, so a score means the same thing
 //! whichever signal found the candidate, and the `copy` verdict is one threshold on it.
 
+mod explanation;
 pub mod local;
 pub mod palette;
 mod placement;
@@ -18,6 +19,8 @@ use crate::features::global_vector::similarity;
 use crate::features::keypoints::{Descriptor, MATCH_DISTANCE};
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
+use crate::lang::Lang;
+pub use explanation::{Explanation, Finding, Reading, Signal, Transform, orientation_words};
 use local::{
     LocalEvidence, NearestKeypoints, QueryDescriptors, TransformBin, transform_between,
     transform_bins,
@@ -59,32 +62,6 @@ pub struct Comparison {
     /// ΔE between the mean colours: breaks ties between equal scores.
     #[serde(skip)]
     pub colour_difference: f32,
-}
-
-/// Why the verifier scored a pair as it did.
-#[derive(Clone, Debug, Serialize)]
-pub struct Explanation {
-    /// One sentence for people.
-    pub summary: String,
-    /// How the first print must be turned or mirrored to line up with the second, as a whole.
-    pub orientation: Dihedral,
-    pub signals: Vec<Signal>,
-    /// The groups of local matches, one per transform found.
-    pub local: LocalEvidence,
-    /// Which query ink lies where each reference ink lies, where local features match: a
-    /// recolouring's palette mapping.
-    pub palette: Vec<palette::InkPair>,
-}
-
-/// One signal's view of a pair.
-#[derive(Clone, Debug, Serialize)]
-pub struct Signal {
-    pub name: &'static str,
-    /// This signal's similarity in [0, 1].
-    pub similarity: f32,
-    /// Whether this signal alone reaches the copy threshold.
-    pub fired: bool,
-    pub detail: String,
 }
 
 /// A query's features with what the verifier derives from them once per query.
@@ -417,52 +394,52 @@ fn score_pair(
         }
         _ => None,
     };
-    let summary = summarise(copy, lead, orientation, &evidence, carrying);
-    let whole_signal = Signal {
-        name: "whole_print",
-        similarity: whole,
-        fired: whole >= copy_threshold,
-        detail: format!(
-            "mean of the lightness and structure hash similarities, {raw_whole:.2}, above the \
-             {background:.2} that unrelated registered prints reach for this query"
-        ),
-    };
-    let local_signal = Signal {
-        name: "local_features",
-        similarity: parts,
-        fired: parts >= copy_threshold,
-        detail: format!(
-            "{} of {} keypoint matches agree in {} transform groups, weighing {:.1} (half \
-             weight {half:.1} for {query_kinds} kinds of query keypoint × {reference_keypoints} \
-             reference keypoints)",
-            evidence.consistent_matches,
-            evidence.descriptor_matches,
-            evidence.groups.len(),
-            evidence.weight
-        ),
-    };
-    let vector = Signal {
-        name: "global_vector",
-        similarity: similarity(&query.features.global_vector, &reference.global_vector),
-        fired: false,
-        detail: "cosine similarity of orientation-free DCT magnitudes (finds candidates only)"
-            .into(),
-    };
+    let reading = reading(copy, lead, orientation, &evidence, carrying);
+    let whole_signal = Signal::new(
+        "whole_print",
+        whole,
+        whole >= copy_threshold,
+        Finding::AboveBackground {
+            mean: raw_whole,
+            background,
+        },
+    );
+    let local_signal = Signal::new(
+        "local_features",
+        parts,
+        parts >= copy_threshold,
+        Finding::LocalMatches {
+            consistent: evidence.consistent_matches,
+            by_descriptor: evidence.descriptor_matches,
+            groups: evidence.groups.len(),
+            weight: evidence.weight,
+            half_weight: half,
+            query_kinds,
+            reference_keypoints,
+        },
+    );
+    let vector = Signal::new(
+        "global_vector",
+        similarity(&query.features.global_vector, &reference.global_vector),
+        false,
+        Finding::CandidatesOnly,
+    );
     let palette = palette::ink_pairs(query.features, reference, &evidence);
     let colour_difference = delta_e(query.features.mean_colour, reference.mean_colour);
-    let colour = Signal {
-        name: "mean_colour",
-        similarity: (1.0 - colour_difference / 100.0).max(0.0),
-        fired: false,
-        detail: format!(
-            "mean colours differ by ΔE {colour_difference:.1} (orders equal scores only)"
-        ),
-    };
+    let colour = Signal::new(
+        "mean_colour",
+        (1.0 - colour_difference / 100.0).max(0.0),
+        false,
+        Finding::ColourDifference {
+            delta_e: colour_difference,
+        },
+    );
     Comparison {
         score,
         copy,
         explanation: Explanation {
-            summary,
+            summary: reading.sentence(Lang::En),
+            reading,
             orientation,
             signals: vec![
                 whole_signal,
@@ -497,58 +474,26 @@ enum Lead {
     Together,
 }
 
-/// `carrying`: of several groups of local matches, the one whose transform carries the whole
-/// design, where they are the design moved as one (see [`placement`]).
-fn summarise(
+/// What makes the pair a copy, for the summary. `carrying`: of several groups of local
+/// matches, the one whose transform carries the whole design, where they are the design moved
+/// as one (see [`placement`]).
+fn reading(
     copy: bool,
     lead: Lead,
     orientation: Dihedral,
     evidence: &LocalEvidence,
     carrying: Option<usize>,
-) -> String {
+) -> Reading {
     if !copy {
-        return "Neither the whole print nor enough of its parts are found in the reference."
-            .into();
+        return Reading::NotFound;
     }
     match lead {
-        Lead::WholePrint => format!(
-            "The whole print matches in lightness and in ink edges, the query {}.",
-            orientation.describe()
-        ),
-        Lead::Together => format!(
-            "The whole print resembles the reference, the query {}, and {} local features \
-             match: neither is enough alone, both together are.",
-            orientation.describe(),
-            evidence.consistent_matches
-        ),
-        Lead::Parts => match evidence.groups.as_slice() {
-            [one] => format!(
-                "{} local features match under one transform ({}turned {:.0}°, scaled \
-                 ×{:.2}): the same design, cropped, shifted or photographed.",
-                one.matches,
-                if one.mirrored { "mirrored, " } else { "" },
-                one.rotation_degrees,
-                one.scale
-            ),
-            groups => match carrying.and_then(|i| groups.get(i)) {
-                Some(group) => format!(
-                    "{} local features match, {} of them under one transform ({}turned {:.0}°, \
-                     scaled ×{:.2}) that carries the whole design: the same design, cropped, \
-                     shifted or photographed.",
-                    evidence.consistent_matches,
-                    group.matches,
-                    if group.mirrored { "mirrored, " } else { "" },
-                    group.rotation_degrees,
-                    group.scale
-                ),
-                None => format!(
-                    "{} local features match in {} groups, each moved its own way: motifs of \
-                     the reference cut out and placed anew.",
-                    evidence.consistent_matches,
-                    groups.len()
-                ),
-            },
+        Lead::WholePrint => Reading::WholePrint { orientation },
+        Lead::Together => Reading::Together {
+            orientation,
+            local_matches: evidence.consistent_matches,
         },
+        Lead::Parts => Reading::of_parts(evidence, carrying),
     }
 }
 

@@ -2,7 +2,7 @@
 //! orientation, and how far that rises above what chance reaches for the query in this
 //! registry.
 
-use super::Signal;
+use super::{Finding, Signal};
 use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
 use crate::index::{HashHit, HashIndex, Indexes};
 
@@ -64,25 +64,16 @@ pub(super) fn hash_signal(
     reference: Option<&DihedralHashes>,
 ) -> (Signal, Dihedral) {
     let (Some(query), Some(reference)) = (query, reference) else {
-        let signal = Signal {
-            name,
-            similarity: 0.0,
-            fired: false,
-            detail: "one of the prints is plain in this channel: nothing to compare".into(),
-        };
+        let signal = Signal::new(name, 0.0, false, Finding::PlainChannel);
         return (signal, Dihedral::Identity);
     };
     let (distance, orientation) = query.closest(&reference.upright());
     let similarity = hash_similarity(distance);
-    let signal = Signal {
-        name,
-        similarity,
-        fired: false,
-        detail: format!(
-            "{distance} of 256 bits differ with the query {}",
-            orientation.describe()
-        ),
+    let finding = Finding::HashBits {
+        differing: distance,
+        orientation,
     };
+    let signal = Signal::new(name, similarity, false, finding);
     (signal, orientation)
 }
 

@@ -5,28 +5,10 @@ use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Zh,
-}
+pub use crate::lang::Lang;
 
+/// The pages' side of a language: which one a request asks for, and the pages' words in it.
 impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Zh => "zh-CN",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Lang> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "en" => Some(Lang::En),
-            "zh" | "zh-cn" => Some(Lang::Zh),
-            _ => None,
-        }
-    }
-
     /// The cookie set by the switch, else the first of the browser's languages we have.
     pub fn of_request(headers: &HeaderMap) -> Lang {
         if let Some(lang) = super::cookie(headers, "hx_lang").and_then(|v| Lang::parse(&v)) {
@@ -198,6 +180,12 @@ const WORDS: &[(&str, &str, &str)] = &[
         "两幅图没有相互匹配的部位,无法对应颜色。",
     ),
     ("signals", "Signals", "判据"),
+    ("signal_whole_print", "Whole print", "整幅图案"),
+    ("signal_local_features", "Local features", "局部特征"),
+    ("signal_lightness_hash", "Lightness hash", "明暗哈希"),
+    ("signal_structure_hash", "Structure hash", "结构哈希"),
+    ("signal_global_vector", "Global vector", "全局向量"),
+    ("signal_mean_colour", "Mean colour", "平均颜色"),
     ("registration", "Registration and proof", "登记与存证"),
     (
         "not_registered",

@@ -21,6 +21,7 @@ use crate::engine::{Engine, analyze};
 use crate::ledger::InclusionProof;
 use crate::registry::PatternRecord;
 use crate::report::comparison;
+use crate::search::orientation_words;
 
 /// One side of the comparison, resolved.
 struct Side {
@@ -131,6 +132,7 @@ pub async fn for_uploads(
 }
 
 async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Response {
+    let lang = page.lang;
     let built = blocking(move || -> crate::Result<Value> {
         let (a, b) = rayon::join(|| a.resolve(&engine, "A"), || b.resolve(&engine, "B"));
         let (a, b) = (a?, b?);
@@ -141,6 +143,7 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
         let comparison = engine.compare(&a.features, a_id, &b.features, b_id)?;
         let layout = comparison::layout(&a.pixels, &b.pixels, &comparison);
         let composite = comparison::composite_png(&layout);
+        let explanation = &comparison.explanation;
         let side = |side: &Side, shown: &image::RgbImage| {
             context! {
                 label => &side.label,
@@ -161,11 +164,16 @@ async fn render(engine: Arc<Engine>, page: Page, a: Source, b: Source) -> Respon
             height => layout.height,
             regions => &layout.regions,
             composite => data_uri(&composite),
-            palette => &comparison.explanation.palette,
+            palette => &explanation.palette,
             score => comparison.score,
             copy => comparison.copy,
-            summary => &comparison.explanation.summary,
-            signals => &comparison.explanation.signals,
+            summary => explanation.reading.sentence(lang),
+            orientation => orientation_words(explanation.orientation, lang),
+            signals => explanation.signals.iter().map(|signal| context! {
+                name => signal.name,
+                similarity => signal.similarity,
+                detail => signal.finding.sentence(lang),
+            }).collect::<Vec<_>>(),
             made_at => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })
     })

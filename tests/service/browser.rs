@@ -313,6 +313,11 @@ fn clerks_merchants_and_courts_use_the_pages_in_a_real_browser() {
             .await
             .unwrap();
         assert_eq!(text_of(&browser, "#verdict").await, "抄袭");
+        // The engine's own findings are worded in Chinese too, not only the page's labels.
+        assert!(text_of(&browser, "#summary").await.contains("重新排布"));
+        let signals = text_of(&browser, "#signals").await;
+        assert!(signals.contains("局部特征"), "{signals}");
+        assert!(!signals.contains("keypoint"), "{signals}");
         snap(&browser, "report_zh").await;
 
         // The compare form with two uploads.
