@@ -267,6 +267,28 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_ground_compressed_or_photographed_gets_no_hash() {
+        // JPEG blocks and sensor noise on one colour are edges too, faint ones, which the
+        // saturated structure channel would strengthen were it not smoothed first.
+        let mut noise = 7u32;
+        let photographed = image::RgbImage::from_fn(300, 200, |_, _| {
+            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let grain = ((noise >> 16) % 7) as u8;
+            image::Rgb([150 + grain, 60 + grain, 40 + grain])
+        });
+        for quality in [30, 75] {
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
+                .encode_image(&photographed)
+                .unwrap();
+            let decoded = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+            let features = super::super::extract(&crate::normalize::normalize(&decoded));
+            assert!(features.structure_hash.is_none(), "q{quality}");
+            assert!(features.lightness_hash.is_none(), "q{quality}");
+        }
+    }
+
+    #[test]
     fn hex_round_trip() {
         let hash = Hash256([1, u64::MAX, 0, 0xdead_beef]);
         assert_eq!(Hash256::from_hex(&hash.to_hex()), Some(hash));

@@ -230,9 +230,9 @@ pub struct KeypointExtractor;
 impl Extractor for KeypointExtractor {
     fn extract_into(&self, print: &PrintImage, features: &mut FeatureSet) {
         features.local = detect_and_describe(
-            &contrast_normalised(&print.detail),
+            &contrast_normalised(&print.structure),
             QUERY_KEYPOINTS,
-            &ink_regions(&print.detail),
+            &ink_regions(&print.structure),
             QUERY_REGION_KEYPOINTS,
         );
     }
@@ -949,16 +949,16 @@ mod tests {
         assert!(share > 0.5, "only {share:.2} of keypoints found again");
     }
 
-    /// Features of a print at the detail side, with its ink regions' keypoints when `regions`.
+    /// Features of a print at the structure side, with its ink regions' keypoints when `regions`.
     fn described(print: &RgbImage, regions: bool) -> LocalFeatures {
         let print = normalize(print);
         let regions = if regions {
-            ink_regions(&print.detail)
+            ink_regions(&print.structure)
         } else {
             Vec::new()
         };
         detect_and_describe(
-            &contrast_normalised(&print.detail),
+            &contrast_normalised(&print.structure),
             QUERY_KEYPOINTS,
             &regions,
             QUERY_REGION_KEYPOINTS,

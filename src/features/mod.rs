@@ -17,7 +17,7 @@ pub use dct_hash::{Dihedral, DihedralHashes, Hash256};
 
 /// Bumped whenever any extractor changes what it computes. Stored features of another version
 /// are never compared with new ones: they are re-extracted from the stored upload.
-pub const FEATURE_VERSION: u32 = 9;
+pub const FEATURE_VERSION: u32 = 10;
 
 /// Everything the extractors computed for one print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn shapes_are_regions_but_grounds_stripes_and_dots_are_not() {
-        let regions = ink_regions(&normalize(&print(INKS)).detail);
+        let regions = ink_regions(&normalize(&print(INKS)).structure);
         // The lemon less its spot, the spot, the disc: the working image is 384 pixels, so
         // radii are three quarters of the drawing's.
         assert_eq!(regions.len(), 3, "{regions:?}");
@@ -178,8 +178,8 @@ mod tests {
     #[test]
     fn a_recoloured_print_has_the_same_regions() {
         let recoloured = [[120, 200, 90], [20, 20, 20], [200, 120, 230], [90, 40, 10]];
-        let a = ink_regions(&normalize(&print(INKS)).detail);
-        let b = ink_regions(&normalize(&print(recoloured)).detail);
+        let a = ink_regions(&normalize(&print(INKS)).structure);
+        let b = ink_regions(&normalize(&print(recoloured)).structure);
         assert_eq!(a.len(), b.len(), "{a:?} against {b:?}");
         for (a, b) in a.iter().zip(&b) {
             assert!(
