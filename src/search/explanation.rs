@@ -61,7 +61,7 @@ pub struct Transform {
 }
 
 impl Transform {
-    pub fn of(group: &MatchGroup) -> Transform {
+    pub(super) fn of(group: &MatchGroup) -> Transform {
         Transform {
             mirrored: group.mirrored,
             rotation_degrees: group.rotation_degrees,
@@ -114,7 +114,7 @@ pub enum Reading {
 impl Reading {
     /// The summary of a copy led by its parts, from its groups of local matches and the one
     /// that carries the whole design, if any.
-    pub fn of_parts(evidence: &LocalEvidence, carrying: Option<usize>) -> Reading {
+    pub(super) fn of_parts(evidence: &LocalEvidence, carrying: Option<usize>) -> Reading {
         match evidence.groups.as_slice() {
             [one] => Reading::OneTransform {
                 matches: one.matches,
