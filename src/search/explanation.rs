@@ -135,97 +135,88 @@ impl Reading {
     }
 
     pub fn sentence(&self, lang: Lang) -> String {
-        match (*self, lang) {
-            (Reading::NotFound, Lang::En) => {
+        let english = lang == Lang::En;
+        match *self {
+            Reading::NotFound if english => {
                 "Neither the whole print nor enough of its parts are found in the reference.".into()
             }
-            (Reading::NotFound, Lang::Zh) => {
-                "参考花型中既找不到整幅图案,也找不到足够多的局部。".into()
+            Reading::NotFound => "参考花型中既找不到整幅图案,也找不到足够多的局部。".into(),
+            Reading::WholePrint { orientation } => {
+                let turned = orientation_words(orientation, lang);
+                if english {
+                    format!(
+                        "The whole print matches in lightness and in ink edges, the query {turned}."
+                    )
+                } else {
+                    format!("整幅图案在明暗和颜色边界上都相符(被检花型:{turned})。")
+                }
             }
-            (Reading::WholePrint { orientation }, Lang::En) => format!(
-                "The whole print matches in lightness and in ink edges, the query {}.",
-                orientation_words(orientation, lang)
-            ),
-            (Reading::WholePrint { orientation }, Lang::Zh) => format!(
-                "整幅图案在明暗和颜色边界上都相符(被检花型:{})。",
-                orientation_words(orientation, lang)
-            ),
-            (
-                Reading::Together {
-                    orientation,
-                    local_matches,
-                },
-                Lang::En,
-            ) => format!(
-                "The whole print resembles the reference, the query {}, and {local_matches} local \
-                 features match: neither is enough alone, both together are.",
-                orientation_words(orientation, lang)
-            ),
-            (
-                Reading::Together {
-                    orientation,
-                    local_matches,
-                },
-                Lang::Zh,
-            ) => format!(
-                "整幅图案与参考花型相似(被检花型:{}),且有 {local_matches} 个局部特征相符:\
-                 单看任何一项都不够,两者合起来足以认定。",
-                orientation_words(orientation, lang)
-            ),
-            (Reading::OneTransform { matches, transform }, Lang::En) => format!(
-                "{matches} local features match under one transform ({}): the same design, \
-                 cropped, shifted or photographed.",
-                transform.words(lang)
-            ),
-            (Reading::OneTransform { matches, transform }, Lang::Zh) => format!(
-                "{matches} 个局部特征在同一变换下相符({}):同一设计,经过裁剪、平移或拍摄。",
-                transform.words(lang)
-            ),
-            (
-                Reading::WholeDesign {
-                    local_matches,
-                    carried,
-                    transform,
-                },
-                Lang::En,
-            ) => format!(
-                "{local_matches} local features match, {carried} of them under one transform \
-                 ({}) that carries the whole design: the same design, cropped, shifted or \
-                 photographed.",
-                transform.words(lang)
-            ),
-            (
-                Reading::WholeDesign {
-                    local_matches,
-                    carried,
-                    transform,
-                },
-                Lang::Zh,
-            ) => format!(
-                "{local_matches} 个局部特征相符,其中 {carried} 个所在的同一变换({})\
-                 使整幅设计对齐:同一设计,经过裁剪、平移或拍摄。",
-                transform.words(lang)
-            ),
-            (
-                Reading::PlacedAnew {
-                    local_matches,
-                    groups,
-                },
-                Lang::En,
-            ) => format!(
-                "{local_matches} local features match in {groups} groups, each moved its own \
-                 way: motifs of the reference cut out and placed anew."
-            ),
-            (
-                Reading::PlacedAnew {
-                    local_matches,
-                    groups,
-                },
-                Lang::Zh,
-            ) => format!(
-                "{local_matches} 个局部特征相符,分为 {groups} 组,各组的移动方式各不相同:\
-                 参考花型的图案元素被剪下并重新排布。"
-            ),
+            Reading::Together {
+                orientation,
+                local_matches,
+            } => {
+                let turned = orientation_words(orientation, lang);
+                if english {
+                    format!(
+                        "The whole print resembles the reference, the query {turned}, and \
+                         {local_matches} local features match: neither is enough alone, both \
+                         together are."
+                    )
+                } else {
+                    format!(
+                        "整幅图案与参考花型相似(被检花型:{turned}),且有 {local_matches} 个局部特征\
+                         相符:单看任何一项都不够,两者合起来足以认定。"
+                    )
+                }
+            }
+            Reading::OneTransform { matches, transform } => {
+                let moved = transform.words(lang);
+                if english {
+                    format!(
+                        "{matches} local features match under one transform ({moved}): the same \
+                         design, cropped, shifted or photographed."
+                    )
+                } else {
+                    format!(
+                        "{matches} 个局部特征在同一变换下相符({moved}):同一设计,经过裁剪、平移或拍摄。"
+                    )
+                }
+            }
+            Reading::WholeDesign {
+                local_matches,
+                carried,
+                transform,
+            } => {
+                let moved = transform.words(lang);
+                if english {
+                    format!(
+                        "{local_matches} local features match, {carried} of them under one \
+                         transform ({moved}) that carries the whole design: the same design, \
+                         cropped, shifted or photographed."
+                    )
+                } else {
+                    format!(
+                        "{local_matches} 个局部特征相符,其中 {carried} 个所在的同一变换({moved})\
+                         使整幅设计对齐:同一设计,经过裁剪、平移或拍摄。"
+                    )
+                }
+            }
+            Reading::PlacedAnew {
+                local_matches,
+                groups,
+            } => {
+                if english {
+                    format!(
+                        "{local_matches} local features match in {groups} groups, each moved its \
+                         own way: motifs of the reference cut out and placed anew."
+                    )
+                } else {
+                    format!(
+                        "{local_matches} 个局部特征相符,分为 {groups} 组,各组的移动方式各不相同:\
+                         参考花型的图案元素被剪下并重新排布。"
+                    )
+                }
+            }
         }
     }
 }
@@ -261,82 +252,64 @@ pub enum Finding {
 
 impl Finding {
     pub fn sentence(&self, lang: Lang) -> String {
-        match (*self, lang) {
-            (Finding::PlainChannel, Lang::En) => {
+        let english = lang == Lang::En;
+        match *self {
+            Finding::PlainChannel if english => {
                 "one of the prints is plain in this channel: nothing to compare".into()
             }
-            (Finding::PlainChannel, Lang::Zh) => "其中一幅在此通道上是素色的:无可比较".into(),
-            (
-                Finding::HashBits {
-                    differing,
-                    orientation,
-                },
-                Lang::En,
-            ) => format!(
-                "{differing} of 256 bits differ with the query {}",
-                orientation_words(orientation, lang)
-            ),
-            (
-                Finding::HashBits {
-                    differing,
-                    orientation,
-                },
-                Lang::Zh,
-            ) => format!(
-                "256 位中有 {differing} 位不同(被检花型:{})",
-                orientation_words(orientation, lang)
-            ),
-            (Finding::AboveBackground { mean, background }, Lang::En) => format!(
+            Finding::PlainChannel => "其中一幅在此通道上是素色的:无可比较".into(),
+            Finding::HashBits {
+                differing,
+                orientation,
+            } => {
+                let turned = orientation_words(orientation, lang);
+                if english {
+                    format!("{differing} of 256 bits differ with the query {turned}")
+                } else {
+                    format!("256 位中有 {differing} 位不同(被检花型:{turned})")
+                }
+            }
+            Finding::AboveBackground { mean, background } if english => format!(
                 "mean of the lightness and structure hash similarities, {mean:.2}, above the \
                  {background:.2} that unrelated registered prints reach for this query"
             ),
-            (Finding::AboveBackground { mean, background }, Lang::Zh) => format!(
+            Finding::AboveBackground { mean, background } => format!(
                 "明暗与结构哈希相似度的平均值为 {mean:.2},只计超出 {background:.2} 的部分\
                  (无关的登记花型与此被检花型可达到的相似度)"
             ),
-            (
-                Finding::LocalMatches {
-                    consistent,
-                    by_descriptor,
-                    groups,
-                    weight,
-                    half_weight,
-                    query_kinds,
-                    reference_keypoints,
-                },
-                Lang::En,
-            ) => format!(
-                "{consistent} of {by_descriptor} keypoint matches agree in {groups} transform \
-                 groups, weighing {weight:.1} (half weight {half_weight:.1} for {query_kinds} \
-                 kinds of query keypoint × {reference_keypoints} reference keypoints)"
-            ),
-            (
-                Finding::LocalMatches {
-                    consistent,
-                    by_descriptor,
-                    groups,
-                    weight,
-                    half_weight,
-                    query_kinds,
-                    reference_keypoints,
-                },
-                Lang::Zh,
-            ) => format!(
-                "{by_descriptor} 个关键点匹配中有 {consistent} 个在 {groups} 个变换组内一致,\
-                 权重 {weight:.1}(半数权重 {half_weight:.1},对应 {query_kinds} 类被检关键点 × \
-                 {reference_keypoints} 个参考关键点)"
-            ),
-            (Finding::CandidatesOnly, Lang::En) => {
+            Finding::LocalMatches {
+                consistent,
+                by_descriptor,
+                groups,
+                weight,
+                half_weight,
+                query_kinds,
+                reference_keypoints,
+            } => {
+                if english {
+                    format!(
+                        "{consistent} of {by_descriptor} keypoint matches agree in {groups} \
+                         transform groups, weighing {weight:.1} (half weight {half_weight:.1} for \
+                         {query_kinds} kinds of query keypoint × {reference_keypoints} reference \
+                         keypoints)"
+                    )
+                } else {
+                    format!(
+                        "{by_descriptor} 个关键点匹配中有 {consistent} 个在 {groups} 个变换组内\
+                         一致,权重 {weight:.1}(半数权重 {half_weight:.1},对应 {query_kinds} 类\
+                         被检关键点 × {reference_keypoints} 个参考关键点)"
+                    )
+                }
+            }
+            Finding::CandidatesOnly if english => {
                 "cosine similarity of orientation-free DCT magnitudes (finds candidates only)"
                     .into()
             }
-            (Finding::CandidatesOnly, Lang::Zh) => {
-                "与方向无关的 DCT 幅值的余弦相似度(仅用于查找候选)".into()
-            }
-            (Finding::ColourDifference { delta_e }, Lang::En) => {
+            Finding::CandidatesOnly => "与方向无关的 DCT 幅值的余弦相似度(仅用于查找候选)".into(),
+            Finding::ColourDifference { delta_e } if english => {
                 format!("mean colours differ by ΔE {delta_e:.1} (orders equal scores only)")
             }
-            (Finding::ColourDifference { delta_e }, Lang::Zh) => {
+            Finding::ColourDifference { delta_e } => {
                 format!("平均颜色相差 ΔE {delta_e:.1}(仅用于区分同分)")
             }
         }
