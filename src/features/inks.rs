@@ -55,6 +55,14 @@ impl InkMap {
         (ink < self.inks.len()).then_some(ink)
     }
 
+    /// The width and height of one cell in an image `width` × `height` that the map covers.
+    pub fn cell_size(&self, width: u32, height: u32) -> (f32, f32) {
+        (
+            width as f32 / f32::from(self.width.max(1)),
+            height as f32 / f32::from(self.height.max(1)),
+        )
+    }
+
     /// The ink under a point of an image `width` × `height` that the map covers (a print's
     /// keypoint image); `None` off the print.
     pub fn ink_under(&self, (x, y): (f32, f32), width: u32, height: u32) -> Option<usize> {

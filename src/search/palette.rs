@@ -34,7 +34,7 @@ pub fn ink_pairs(
     let (query_map, reference_map) = (&query.inks, &reference.inks);
     let mut votes = vec![vec![0u32; reference_map.inks.len()]; query_map.inks.len()];
     let (q, r) = (&query.local, &reference.local);
-    let query_cell = q.width as f32 / f32::from(query_map.width.max(1));
+    let (query_cell, _) = query_map.cell_size(q.width, q.height);
     for (matched, &ri) in evidence.matched.iter().zip(&evidence.matched_reference) {
         let (Some(&given), Some(&target)) = (q.keypoints.get(matched.index), r.keypoints.get(ri))
         else {

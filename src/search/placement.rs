@@ -76,7 +76,7 @@ pub fn whole_design_agreement(
     evidence: &LocalEvidence,
 ) -> Option<(usize, f32)> {
     let size = (reference.local.width, reference.local.height);
-    let cell_width = size.0 as f32 / f32::from(reference.inks.width.max(1));
+    let (cell_width, _) = reference.inks.cell_size(size.0, size.1);
     let next_cell = |x: f32, y: f32| (x + cell_width, y);
     let own = agreement(&reference.inks, &reference.inks, size, size, 1, next_cell);
     if own.is_none_or(|a| a < MIN_SELF_AGREEMENT) {
@@ -105,10 +105,7 @@ fn at_best_offset(query: &FeatureSet, reference: &FeatureSet, group: &MatchGroup
     let (q, r) = (&query.local, &reference.local);
     let (query_size, reference_size) = ((q.width, q.height), (r.width, r.height));
     let map = &reference.inks;
-    let (cell_width, cell_height) = (
-        r.width as f32 / f32::from(map.width.max(1)),
-        r.height as f32 / f32::from(map.height.max(1)),
-    );
+    let (cell_width, cell_height) = map.cell_size(r.width, r.height);
     let centre = (q.width as f32 / 2.0, q.height as f32 / 2.0);
     let measure = |(x, y): (f32, f32), scale: f32, stride: usize| {
         let placement = Placement::new(group, q.width, centre, (x, y), scale);
@@ -214,8 +211,7 @@ fn agreement(
     if query_map.width == 0 || query_map.height == 0 || inks == 0 || reference_inks == 0 {
         return None;
     }
-    let cell_width = query_width as f32 / f32::from(query_map.width);
-    let cell_height = query_height as f32 / f32::from(query_map.height);
+    let (cell_width, cell_height) = query_map.cell_size(query_width, query_height);
     let mut votes = vec![0u32; inks * reference_inks];
     let (mut sampled, mut landed) = (0u32, 0u32);
     for row in (0..query_map.height).step_by(stride) {
