@@ -9,6 +9,7 @@ pub mod global_vector;
 pub mod inks;
 pub mod keypoints;
 pub mod regions;
+pub mod repeat_unit;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,7 @@ pub use dct_hash::{Dihedral, DihedralHashes, Hash256};
 
 /// Bumped whenever any extractor changes what it computes. Stored features of another version
 /// are never compared with new ones: they are re-extracted from the stored upload.
-pub const FEATURE_VERSION: u32 = 10;
+pub const FEATURE_VERSION: u32 = 11;
 
 /// Everything the extractors computed for one print.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct FeatureSet {
     pub global_vector: Vec<u8>,
     /// The print's inks and where each lies: tells which ink became which in a copy.
     pub inks: inks::InkMap,
+    /// The print's lattice and its unit folded from every repeat; `None` where no repeat shows.
+    #[serde(default)]
+    pub repeat_unit: Option<repeat_unit::RepeatUnit>,
 }
 
 /// One stage of feature extraction.
@@ -52,6 +56,7 @@ pub const EXTRACTORS: &[&dyn Extractor] = &[
     &global_vector::GlobalVectorExtractor,
     &colour::MeanColourExtractor,
     &inks::InkMapExtractor,
+    &repeat_unit::RepeatUnitExtractor,
 ];
 
 /// Runs every extractor on one print.

@@ -5,12 +5,14 @@
 pub mod graph;
 pub mod hashes;
 pub mod keypoints;
+pub mod units;
 
 use std::sync::Arc;
 
 pub use graph::{Graph, GraphShape, Hit, VectorIndex};
 pub use hashes::{HashHit, HashIndex};
 pub use keypoints::{KeypointIndex, nearest_below, squared_bound, squared_distance_below};
+pub use units::UnitIndex;
 
 use crate::error::Result;
 use crate::features::FeatureSet;
@@ -28,10 +30,11 @@ pub struct Indexes {
     pub lightness: HashIndex,
     pub vectors: VectorIndex,
     pub keypoints: KeypointIndex,
+    pub units: UnitIndex,
 }
 
 impl Indexes {
-    /// Hash indexes filled from `features`, around already loaded or built graphs.
+    /// Hash and unit indexes filled from `features`, around already loaded or built graphs.
     pub fn new<'a>(
         vectors: VectorIndex,
         keypoints: KeypointIndex,
@@ -42,19 +45,24 @@ impl Indexes {
             lightness: HashIndex::default(),
             vectors,
             keypoints,
+            units: UnitIndex::default(),
         };
         for (seq, set) in features {
-            indexes.insert_hashes(*seq, set);
+            indexes.insert_flat(*seq, set);
         }
         indexes
     }
 
-    fn insert_hashes(&self, seq: u64, features: &FeatureSet) {
+    /// The indexes searched by a flat scan, which start-up fills rather than loads.
+    fn insert_flat(&self, seq: u64, features: &FeatureSet) {
         if let Some(hashes) = &features.structure_hash {
             self.structure.insert(seq, hashes.upright());
         }
         if let Some(hashes) = &features.lightness_hash {
             self.lightness.insert(seq, hashes.upright());
+        }
+        if let Some(unit) = &features.repeat_unit {
+            self.units.insert(seq, unit);
         }
     }
 
@@ -62,7 +70,7 @@ impl Indexes {
     pub fn insert(&self, seq: u64, features: &Arc<FeatureSet>) -> Result<()> {
         self.vectors.insert(seq, &features.global_vector)?;
         self.keypoints.insert(seq, features.clone());
-        self.insert_hashes(seq, features);
+        self.insert_flat(seq, features);
         Ok(())
     }
 }

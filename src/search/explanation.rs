@@ -88,6 +88,9 @@ pub enum Reading {
     NotFound,
     /// The whole print matches, the query in this orientation.
     WholePrint { orientation: Dihedral },
+    /// Both prints fold into the same repeat unit: the same repeat, through another window, at
+    /// another size, turned or skewed.
+    SameRepeat { correlation: f32 },
     /// The whole print resembles the reference and some parts match: neither alone is
     /// enough, both together are.
     Together {
@@ -151,6 +154,14 @@ impl Reading {
                     format!("整幅图案在明暗和颜色边界上都相符(被检花型:{turned})。")
                 }
             }
+            Reading::SameRepeat { correlation } if english => format!(
+                "Both prints fold into the same repeat unit (correlation {correlation:.2}): the \
+                 same repeat, seen through another window, at another size, turned or skewed."
+            ),
+            Reading::SameRepeat { correlation } => format!(
+                "两幅花型折叠出相同的循环单元(相关系数 {correlation:.2}):同一循环图案,\
+                 取景、尺寸、方向或斜度不同。"
+            ),
             Reading::Together {
                 orientation,
                 local_matches,
@@ -244,6 +255,10 @@ pub enum Finding {
         query_kinds: usize,
         reference_keypoints: usize,
     },
+    /// The repeat units: their best correlation and what unrelated prints reach.
+    RepeatUnit { correlation: f32, background: f32 },
+    /// The repeat signal where one print shows no repeat.
+    NoRepeat,
     /// The global vector, which only proposes candidates.
     CandidatesOnly,
     /// The mean colours' difference, which only orders equal scores.
@@ -301,6 +316,24 @@ impl Finding {
                     )
                 }
             }
+            Finding::RepeatUnit {
+                correlation,
+                background,
+            } if english => format!(
+                "the repeat units folded from both prints correlate at {correlation:.2} at their \
+                 best shift, above the {background:.2} that unrelated registered prints reach"
+            ),
+            Finding::RepeatUnit {
+                correlation,
+                background,
+            } => format!(
+                "两幅花型折叠出的循环单元在最佳平移下的相关系数为 {correlation:.2},只计超出 \
+                 {background:.2} 的部分(无关的登记花型可达到的相关系数)"
+            ),
+            Finding::NoRepeat if english => {
+                "one of the prints shows no repeat: nothing to compare".into()
+            }
+            Finding::NoRepeat => "其中一幅看不出循环:无可比较".into(),
             Finding::CandidatesOnly if english => {
                 "cosine similarity of orientation-free DCT magnitudes (finds candidates only)"
                     .into()
@@ -348,6 +381,7 @@ mod tests {
             Reading::WholePrint {
                 orientation: Dihedral::MirrorRotate90,
             },
+            Reading::SameRepeat { correlation: 0.87 },
             Reading::Together {
                 orientation: Dihedral::Rotate180,
                 local_matches: 17,
@@ -379,6 +413,11 @@ mod tests {
                 mean: 0.83,
                 background: 0.61,
             },
+            Finding::RepeatUnit {
+                correlation: 0.74,
+                background: 0.42,
+            },
+            Finding::NoRepeat,
             Finding::LocalMatches {
                 consistent: 23,
                 by_descriptor: 31,

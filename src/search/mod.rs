@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::features::colour::delta_e;
 use crate::features::global_vector::similarity;
 use crate::features::keypoints::{Descriptor, MATCH_DISTANCE};
+use crate::features::repeat_unit::UnitComparison;
 use crate::features::{Dihedral, FeatureSet};
 use crate::index::Indexes;
 use crate::lang::Lang;
@@ -25,7 +26,9 @@ use local::{
     LocalEvidence, NearestKeypoints, QueryDescriptors, TransformBin, transform_between,
     transform_bins,
 };
-use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
+use whole::{
+    BACKGROUND_RANK, above_background, hash_neighbours, hash_signal, whole_background, whole_score,
+};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
 /// verdict" and docs/matching.md for how it was chosen.
@@ -37,6 +40,17 @@ pub type RegisteredFeatures = RwLock<HashMap<u64, Arc<FeatureSet>>>;
 const CANDIDATES_PER_SIGNAL: usize = 16;
 /// Candidates the keypoint index proposes: the prints most query keypoints land near.
 const KEYPOINT_CANDIDATES: usize = 24;
+/// Registered repeat units whose harmonics come closest to the query's, compared in full; the
+/// background of the repeat view is read among them.
+const UNIT_SHORTLIST: usize = 32;
+/// Candidates the repeat view proposes, at most: those of the shortlist above its background.
+const UNIT_CANDIDATES: usize = 8;
+/// The repeat-unit correlation that chance reaches, at least, whatever the registry: a
+/// registry of fewer than [`BACKGROUND_RANK`] repeats has no background of its own to
+/// measure, and prints of one style fold into units that correlate well at some shift. Set
+/// above the best correlation any negative of the public and third sets reached with a
+/// registered repeat: 0.75, two embossed swirl textures of GIMP's (docs/matching.md, stage 2).
+const UNIT_CHANCE: f32 = 0.6;
 /// Neighbours looked up per query keypoint.
 const KEYPOINT_NEIGHBOURS: usize = 16;
 /// Local evidence weight at which the local similarity reaches one half, for a query of
@@ -83,6 +97,13 @@ pub struct Query<'a> {
     /// The local evidence for each keypoint candidate, gathered to weigh the query's keypoints
     /// (see [`verify_to_weigh`]).
     verified: HashMap<u64, LocalEvidence>,
+    /// The query's repeat unit, ready to compare; `None` where no repeat shows.
+    repeat: Option<UnitComparison>,
+    /// The repeat-unit similarity that unrelated registered prints reach for this query (as
+    /// `whole_background` for the hashes; see [`shortlisted_units`]).
+    unit_background: f32,
+    /// The repeat-unit similarity of each shortlisted print, computed once.
+    unit_similarities: HashMap<u64, f32>,
 }
 
 impl<'a> Query<'a> {
@@ -95,6 +116,9 @@ impl<'a> Query<'a> {
             landings: None,
             whole_background: 0.0,
             verified: HashMap::new(),
+            repeat: features.repeat_unit.as_ref().map(UnitComparison::new),
+            unit_background: UNIT_CHANCE,
+            unit_similarities: HashMap::new(),
         }
     }
 
@@ -174,10 +198,22 @@ impl<'a> Query<'a> {
         descriptors.weigh([landed, mirrored]);
         let verified = verify_to_weigh(&mut descriptors, &ranked, registered);
         let neighbours = hash_neighbours(features, indexes, wanted);
+        let repeat = features.repeat_unit.as_ref().map(UnitComparison::new);
+        let (units, unit_background) = match &repeat {
+            Some(repeat) => shortlisted_units(repeat, indexes, registered, itself),
+            None => (Vec::new(), UNIT_CHANCE),
+        };
         let candidates = neighbours
             .iter()
             .flat_map(|hits| hits.iter().take(wanted).map(|hit| hit.seq))
             .chain(ranked.into_iter().map(|(seq, _)| seq))
+            .chain(
+                units
+                    .iter()
+                    .take_while(|(_, similarity)| *similarity > unit_background)
+                    .take(UNIT_CANDIDATES)
+                    .map(|(seq, _)| *seq),
+            )
             .collect();
         Query {
             features,
@@ -186,8 +222,50 @@ impl<'a> Query<'a> {
             landings: Some(votes),
             whole_background: whole_background(&neighbours, itself),
             verified,
+            repeat,
+            unit_background,
+            unit_similarities: units.into_iter().collect(),
         }
     }
+}
+
+/// The registered repeat units whose harmonics come closest to the query's, compared in full
+/// (most similar first), and the background of the repeat view: the [`BACKGROUND_RANK`]-th
+/// best correlation among them whatever their lattices' shapes, at least [`UNIT_CHANCE`]. A
+/// unit of a few motifs on a plain ground correlates with many such units at some shift; the
+/// shortlist, nearest in harmonics, shows how far.
+fn shortlisted_units(
+    repeat: &UnitComparison,
+    indexes: &Indexes,
+    registered: &RegisteredFeatures,
+    itself: Option<u64>,
+) -> (Vec<(u64, f32)>, f32) {
+    let shortlist = indexes
+        .units
+        .nearest(&repeat.harmonics(), UNIT_SHORTLIST + 1);
+    let references: Vec<(u64, Arc<FeatureSet>)> = {
+        let registered = registered.read().expect("registered features lock");
+        shortlist
+            .iter()
+            .filter(|(seq, _)| Some(*seq) != itself)
+            .filter_map(|(seq, _)| Some((*seq, registered.get(seq)?.clone())))
+            .collect()
+    };
+    let mut units = Vec::new();
+    let mut correlations = Vec::new();
+    for (seq, reference) in &references {
+        let Some(unit) = &reference.repeat_unit else {
+            continue;
+        };
+        units.push((*seq, repeat.similarity(unit)));
+        correlations.push(repeat.correlation(unit));
+    }
+    units.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    correlations.sort_by(|a, b| b.total_cmp(a));
+    let background = correlations
+        .get(BACKGROUND_RANK - 1)
+        .map_or(UNIT_CHANCE, |c| c.max(UNIT_CHANCE));
+    (units, background)
 }
 
 /// Verifies the query against the prints its keypoints voted for most (`voted`), counts the
@@ -299,7 +377,14 @@ pub fn compare(
         None => local::verify(&query.descriptors, &reference.local, reference_seq),
     };
     let whole = WholeView::of(query, reference, copy_threshold);
-    score_pair(query, reference, whole, evidence, copy_threshold)
+    score_pair(
+        query,
+        reference,
+        reference_seq,
+        whole,
+        evidence,
+        copy_threshold,
+    )
 }
 
 /// The two views' scores as one, 1 − (1 − a)(1 − b): read as the chances that each view is
@@ -356,10 +441,41 @@ impl WholeView {
     }
 }
 
+/// The repeat view of a pair: how far their repeat units' correlation rises above what
+/// unrelated prints reach, as a signal, and as a score squashed like the whole print's. It
+/// stands alone rather than joining the other two views (see [`score_pair`]): prints of one
+/// style (two embossed swirl textures) fold into units that correlate at 0.6 and share some
+/// local features, and the views together would call them copies.
+fn repeat_view(
+    query: &Query,
+    reference: &FeatureSet,
+    reference_seq: Option<u64>,
+    copy_threshold: f32,
+) -> (Signal, f32) {
+    let (Some(repeat), Some(unit)) = (&query.repeat, &reference.repeat_unit) else {
+        return (
+            Signal::new("repeat_unit", 0.0, false, Finding::NoRepeat),
+            0.0,
+        );
+    };
+    let correlation = reference_seq
+        .and_then(|seq| query.unit_similarities.get(&seq).copied())
+        .unwrap_or_else(|| repeat.similarity(unit));
+    let background = query.unit_background;
+    let above = above_background(correlation, background);
+    let finding = Finding::RepeatUnit {
+        correlation,
+        background,
+    };
+    let signal = Signal::new("repeat_unit", above, above >= copy_threshold, finding);
+    (signal, whole_score(above, copy_threshold))
+}
+
 /// [`compare`], with both views' inputs already gathered.
 fn score_pair(
     query: &Query,
     reference: &FeatureSet,
+    reference_seq: Option<u64>,
     whole: WholeView,
     evidence: LocalEvidence,
     copy_threshold: f32,
@@ -372,14 +488,18 @@ fn score_pair(
         score: whole_part,
         orientation,
     } = whole;
+    let (repeat, repeat_part) = repeat_view(query, reference, reference_seq, copy_threshold);
     let background = query.whole_background;
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
     let parts = evidence.weight / (evidence.weight + half);
-    let score = combine(whole_part, parts);
+    let together = combine(whole_part, parts);
+    let score = together.max(repeat_part);
     let copy = score >= copy_threshold;
-    let lead = if whole_part.max(parts) < copy_threshold {
+    let lead = if repeat_part > together {
+        Lead::Repeat
+    } else if whole_part.max(parts) < copy_threshold {
         Lead::Together
     } else if whole_part >= parts {
         Lead::WholePrint
@@ -394,7 +514,14 @@ fn score_pair(
         }
         _ => None,
     };
-    let reading = reading(copy, lead, orientation, &evidence, carrying);
+    let reading = reading(
+        copy,
+        lead,
+        orientation,
+        &evidence,
+        carrying,
+        &repeat.finding,
+    );
     let whole_signal = Signal::new(
         "whole_print",
         whole,
@@ -444,6 +571,7 @@ fn score_pair(
             signals: vec![
                 whole_signal,
                 local_signal,
+                repeat,
                 lightness,
                 structure,
                 vector,
@@ -472,17 +600,20 @@ enum Lead {
     Parts,
     /// Neither alone reaches the copy threshold; both together do.
     Together,
+    /// The repeat units, scored above the other two views together.
+    Repeat,
 }
 
 /// What makes the pair a copy, for the summary. `carrying`: of several groups of local
 /// matches, the one whose transform carries the whole design, where they are the design moved
-/// as one (see [`placement`]).
+/// as one (see [`placement`]); `repeat`: what the repeat units showed.
 fn reading(
     copy: bool,
     lead: Lead,
     orientation: Dihedral,
     evidence: &LocalEvidence,
     carrying: Option<usize>,
+    repeat: &Finding,
 ) -> Reading {
     if !copy {
         return Reading::NotFound;
@@ -494,6 +625,10 @@ fn reading(
             local_matches: evidence.consistent_matches,
         },
         Lead::Parts => Reading::of_parts(evidence, carrying),
+        Lead::Repeat => match *repeat {
+            Finding::RepeatUnit { correlation, .. } => Reading::SameRepeat { correlation },
+            _ => Reading::NotFound,
+        },
     }
 }
 
@@ -611,7 +746,14 @@ pub fn rank(
             };
             (
                 *seq,
-                score_pair(&query, reference, whole, evidence, copy_threshold),
+                score_pair(
+                    &query,
+                    reference,
+                    Some(*seq),
+                    whole,
+                    evidence,
+                    copy_threshold,
+                ),
             )
         })
         .collect();
@@ -860,6 +1002,50 @@ mod tests {
             .map(|(seq, comparison)| (seq, comparison.score))
             .collect();
         assert_eq!(copies, found);
+    }
+
+    #[test]
+    fn the_same_repeat_at_another_size_and_in_new_inks_is_found_by_its_unit() {
+        use crate::features::{extract, repeat_unit::tests::tiled};
+        use crate::normalize::normalize;
+        let features = |image: &image::RgbImage| extract(&normalize(image));
+        let registered_features = |image: &image::RgbImage| {
+            let mut features = features(image);
+            features.local.keep_registered();
+            Arc::new(features)
+        };
+        let registered: Vec<(u64, Arc<FeatureSet>)> = (10..30)
+            .chain([3])
+            .map(|seed| {
+                let print = tiled(seed, 128.0, (0.0, 0.0), 512, false);
+                (seed, registered_features(&print))
+            })
+            .collect();
+        let (indexes, registered) = registry_of(registered);
+        // Printed at two thirds of the repeat, in other inks (the channels exchanged).
+        let mut copy = tiled(3, 85.0, (0.3, 0.7), 512, false);
+        copy.pixels_mut()
+            .for_each(|p| p.0 = [p.0[2], p.0[0], p.0[1]]);
+        let ranked = rank(
+            &features(&copy),
+            &indexes,
+            &registered,
+            |_| true,
+            None,
+            Wanted::Best(5),
+            DEFAULT_COPY_THRESHOLD,
+        );
+        let (seq, best) = &ranked[0];
+        assert_eq!(*seq, 3);
+        let repeat = best
+            .explanation
+            .signals
+            .iter()
+            .find(|s| s.name == "repeat_unit")
+            .expect("a repeat signal");
+        assert!(repeat.fired, "{}", repeat.detail);
+        assert!(best.copy, "{}", best.explanation.summary);
+        assert!(ranked[1..].iter().all(|(_, c)| !c.copy));
     }
 
     /// A print with a keypoint of each kind and both hashes `flipped` bits away from all-zero

@@ -8,7 +8,7 @@ use crate::index::{HashHit, HashIndex, Indexes};
 
 /// The whole-print similarity of a query's this-many-th nearest registered print, channel by
 /// channel, is what chance reaches for that query: see [`super::Query`].
-const BACKGROUND_RANK: usize = 16;
+pub(super) const BACKGROUND_RANK: usize = 16;
 
 /// The query's `k` nearest registered prints in each hash channel (structure, lightness),
 /// nearest first, and at least as many as [`whole_background`] reads; none in a plain channel.

@@ -182,6 +182,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("signals", "Signals", "判据"),
     ("signal_whole_print", "Whole print", "整幅图案"),
     ("signal_local_features", "Local features", "局部特征"),
+    ("signal_repeat_unit", "Repeat unit", "循环单元"),
     ("signal_lightness_hash", "Lightness hash", "明暗哈希"),
     ("signal_structure_hash", "Structure hash", "结构哈希"),
     ("signal_global_vector", "Global vector", "全局向量"),
