@@ -105,6 +105,11 @@ impl FeatureSet {
         if features.local.query_only > features.local.descriptors.len() {
             return Err("more query-only keypoints than keypoints".into());
         }
+        if let Some(unit) = &features.repeat_unit
+            && unit.cells.len() != repeat_unit::UNIT_SIDE * repeat_unit::UNIT_SIDE
+        {
+            return Err("a repeat unit of the wrong size".into());
+        }
         Ok(features)
     }
 }
@@ -139,8 +144,14 @@ mod tests {
         assert_eq!(FeatureSet::from_bytes(&json).unwrap(), features);
         assert!(FeatureSet::from_bytes(&binary[..binary.len() / 2]).is_err());
         assert!(FeatureSet::from_bytes(b"").is_err());
-        let mut inconsistent = features;
+        let mut inconsistent = features.clone();
         inconsistent.local.query_only = inconsistent.local.descriptors.len() + 1;
         assert!(FeatureSet::from_bytes(&inconsistent.to_bytes()).is_err());
+        let mut cut_unit = features;
+        cut_unit.repeat_unit = Some(repeat_unit::RepeatUnit {
+            lattice: [[40.0, 0.0], [0.0, 40.0]],
+            cells: vec![0; 100],
+        });
+        assert!(FeatureSet::from_bytes(&cut_unit.to_bytes()).is_err());
     }
 }

@@ -405,8 +405,8 @@ impl UnitComparison {
     }
 
     /// The magnitudes of the lowest harmonics of each relabelling (see [`harmonics`]).
-    pub fn harmonics(&self) -> Vec<Vec<f32>> {
-        self.harmonics.clone()
+    pub fn harmonics(&self) -> &[Vec<f32>] {
+        &self.harmonics
     }
 }
 

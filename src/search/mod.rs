@@ -242,7 +242,7 @@ fn shortlisted_units(
 ) -> (Vec<(u64, f32)>, f32) {
     let shortlist = indexes
         .units
-        .nearest(&repeat.harmonics(), UNIT_SHORTLIST + 1);
+        .nearest(repeat.harmonics(), UNIT_SHORTLIST + 1);
     let references: Vec<(u64, Arc<FeatureSet>)> = {
         let registered = registered.read().expect("registered features lock");
         shortlist
@@ -365,6 +365,9 @@ fn print_vote(landings: &[Landing]) -> f32 {
 ///   both at once), squashed below the threshold by [`whole_score`];
 /// - its parts: local matches that agree on a transform, w / (w + h) for their weight w (see
 ///   [`local`]), the half weight h growing with what was compared (see [`half_weight`]).
+///
+/// Beside them, where both prints repeat, their repeat units (see [`repeat_view`]): the score is
+/// the better of the two views together and the repeat.
 pub fn compare(
     query: &Query,
     reference: &FeatureSet,
