@@ -332,14 +332,19 @@ fn relabel(unit: &[f32], k: usize) -> Vec<f32> {
 /// A unit's cells as floats of unit length.
 fn normalised(unit: &RepeatUnit) -> Vec<f32> {
     let mut cells: Vec<f32> = unit.cells.iter().map(|&c| f32::from(c)).collect();
-    let norm = cells
+    scale_to_unit_length(&mut cells);
+    cells
+}
+
+/// Divides `values` by their Euclidean length (left as they are when it is zero).
+fn scale_to_unit_length(values: &mut [f32]) {
+    let norm = values
         .iter()
         .map(|v| v * v)
         .sum::<f32>()
         .sqrt()
         .max(f32::EPSILON);
-    cells.iter_mut().for_each(|v| *v /= norm);
-    cells
+    values.iter_mut().for_each(|v| *v /= norm);
 }
 
 /// A lattice's shape: the ratio of its reduced vectors' lengths (at least 1) and the angle
@@ -377,14 +382,18 @@ impl UnitComparison {
     /// [`correlation`](Self::correlation) where the two lattices have the same shape, 0 where
     /// they differ: no window, size or turn of one print changes the shape of its lattice.
     pub fn similarity(&self, reference: &RepeatUnit) -> f32 {
-        let (ratio, degrees) = shape(reference.lattice);
-        let same_shape = (ratio / self.shape.0).ln().abs() <= SHAPE_RATIO.ln()
-            && (degrees - self.shape.1).abs() <= SHAPE_DEGREES;
-        if same_shape {
+        if self.same_shape(reference) {
             self.correlation(reference)
         } else {
             0.0
         }
+    }
+
+    /// Whether the two lattices have the same shape (see [`SHAPE_RATIO`]).
+    pub fn same_shape(&self, reference: &RepeatUnit) -> bool {
+        let (ratio, degrees) = shape(reference.lattice);
+        (ratio / self.shape.0).ln().abs() <= SHAPE_RATIO.ln()
+            && (degrees - self.shape.1).abs() <= SHAPE_DEGREES
     }
 
     /// The best correlation of the two units over every cyclic shift and relabelling, in
@@ -436,13 +445,7 @@ fn low_magnitudes(spectrum: &[Complex32]) -> Vec<f32> {
     }
     let mean = magnitudes.iter().sum::<f32>() / magnitudes.len() as f32;
     magnitudes.iter_mut().for_each(|m| *m -= mean);
-    let norm = magnitudes
-        .iter()
-        .map(|m| m * m)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::EPSILON);
-    magnitudes.iter_mut().for_each(|m| *m /= norm);
+    scale_to_unit_length(&mut magnitudes);
     magnitudes
 }
 

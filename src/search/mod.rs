@@ -257,8 +257,16 @@ fn shortlisted_units(
         let Some(unit) = &reference.repeat_unit else {
             continue;
         };
-        units.push((*seq, repeat.similarity(unit)));
-        correlations.push(repeat.correlation(unit));
+        // One full comparison serves both: the similarity is the correlation where the
+        // lattices' shapes agree.
+        let correlation = repeat.correlation(unit);
+        let similarity = if repeat.same_shape(unit) {
+            correlation
+        } else {
+            0.0
+        };
+        units.push((*seq, similarity));
+        correlations.push(correlation);
     }
     units.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     correlations.sort_by(|a, b| b.total_cmp(a));
