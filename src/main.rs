@@ -24,12 +24,12 @@ fn main() {
 /// at the same search speed.
 ///
 /// Every print allocates and frees buffers of one to a few MiB (the decoded upload, the Lab and
-/// structure images, the scale space). Left to itself glibc gives such buffers back to the
-/// kernel when freed (its own threshold for mapping them apart adapts, but the top of a
-/// thread's heap is trimmed past 128 KiB), and faults them in again, zeroed, for the next print:
-/// a quarter of an import's CPU time went to the kernel, mostly flushing other cores' page
-/// tables. Keeping up to 64 MiB free at the top of a heap, and mapping apart only buffers over
-/// 32 MiB, takes that share to 3%.
+/// structure images, the scale space). With its default thresholds glibc gave such buffers
+/// back to the kernel when they were freed and faulted them in again, zeroed, for the next
+/// print: a fifth of an import's CPU time went to the kernel, mostly flushing the other core's
+/// page tables. Keeping up to 64 MiB free at the top of a heap, and mapping apart only buffers
+/// over 32 MiB, takes that share to 3%. Setting one threshold fixes the other at its default,
+/// which alone was worse than neither: both are set (docs/scale.md, step 29).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
