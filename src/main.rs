@@ -27,7 +27,7 @@ fn main() {
 /// structure images, the scale space). With its default thresholds glibc gave such buffers
 /// back to the kernel when they were freed and faulted them in again, zeroed, for the next
 /// print: a fifth of an import's CPU time went to the kernel, mostly flushing the other core's
-/// page tables. Keeping up to 64 MiB free at the top of a heap, and mapping apart only buffers
+/// TLB. Keeping up to 64 MiB free at the top of a heap, and mapping apart only buffers
 /// over 32 MiB, takes that share to 3%. Setting one threshold fixes the other at its default,
 /// which alone was worse than neither: both are set (docs/scale.md, step 29).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
