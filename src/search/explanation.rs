@@ -251,6 +251,8 @@ pub enum Finding {
         by_descriptor: usize,
         groups: usize,
         weight: f32,
+        /// The matched parts' same colours above chance, 0 to 1, which raised the weight.
+        same_colours: f32,
         half_weight: f32,
         query_kinds: usize,
         reference_keypoints: usize,
@@ -297,22 +299,26 @@ impl Finding {
                 by_descriptor,
                 groups,
                 weight,
+                same_colours,
                 half_weight,
                 query_kinds,
                 reference_keypoints,
             } => {
+                let colours = (same_colours * 100.0).round();
                 if english {
                     format!(
                         "{consistent} of {by_descriptor} keypoint matches agree in {groups} \
-                         transform groups, weighing {weight:.1} (half weight {half_weight:.1} for \
+                         transform groups, weighing {weight:.1} with their colours the same \
+                         {colours}% above chance (half weight {half_weight:.1} for \
                          {query_kinds} kinds of query keypoint × {reference_keypoints} reference \
                          keypoints)"
                     )
                 } else {
                     format!(
                         "{by_descriptor} 个关键点匹配中有 {consistent} 个在 {groups} 个变换组内\
-                         一致,权重 {weight:.1}(半数权重 {half_weight:.1},对应 {query_kinds} 类\
-                         被检关键点 × {reference_keypoints} 个参考关键点)"
+                         一致,权重 {weight:.1},其颜色相同的程度超出偶然 {colours}%(半数权重 \
+                         {half_weight:.1},对应 {query_kinds} 类被检关键点 × \
+                         {reference_keypoints} 个参考关键点)"
                     )
                 }
             }
@@ -423,6 +429,7 @@ mod tests {
                 by_descriptor: 31,
                 groups: 4,
                 weight: 17.5,
+                same_colours: 0.4,
                 half_weight: 14.4,
                 query_kinds: 211,
                 reference_keypoints: 150,

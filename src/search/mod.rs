@@ -64,6 +64,12 @@ const HALF_WEIGHT_KEYPOINTS: f32 = 128.0;
 /// twelve distinct kinds of matched keypoint, since a print of a few discs or dots agrees with
 /// any other such print in a few.
 const MIN_HALF_WEIGHT: f32 = 14.4;
+/// Local evidence weighs up to this much more where the matched parts show the same colours
+/// at both ends, above chance ([`palette::same_colours`]): a copy that kept its inks (a
+/// rearrangement, a partial copy, a crop) then outweighs a print that shares shapes by chance.
+/// A recolouring gets no more than chance. At 1 the public set's false positives rose from 1
+/// to 2 of 153 (docs/matching.md, §3).
+const SAME_COLOUR_GAIN: f32 = 0.5;
 
 /// The verifier's answer for one pair of prints.
 #[derive(Clone, Debug, Serialize)]
@@ -504,6 +510,9 @@ fn score_pair(
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
+    let same_colours = palette::same_colours(query.features, reference, &evidence);
+    let mut evidence = evidence;
+    evidence.weight *= 1.0 + SAME_COLOUR_GAIN * same_colours;
     let parts = evidence.weight / (evidence.weight + half);
     let together = combine(whole_part, parts);
     let score = together.max(repeat_part);
@@ -551,6 +560,7 @@ fn score_pair(
             by_descriptor: evidence.descriptor_matches,
             groups: evidence.groups.len(),
             weight: evidence.weight,
+            same_colours,
             half_weight: half,
             query_kinds,
             reference_keypoints,

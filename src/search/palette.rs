@@ -1,19 +1,25 @@
 //! Which ink of the query became which ink of the reference: the palette mapping of an
 //! explanation. Where local features match, the neighbourhood of the query keypoint, carried by
 //! the match's own turn, scale and mirror, lies on the same part of the design in the
-//! reference; the inks found at both ends of many such samples pair up.
+//! reference; the inks found at both ends of many such samples pair up. Where they are the same
+//! colours more often than chance gives, the match is stronger evidence ([`same_colours`]).
 
 use serde::Serialize;
 
 use super::local::{LocalEvidence, transform_between};
 use crate::features::FeatureSet;
+use crate::features::colour::delta_e;
 use crate::features::inks::hex;
 use crate::features::keypoints::mirror_keypoint;
+use crate::normalize::srgb_to_lab;
 
 /// Samples around each matched keypoint: a square grid this many steps from the centre.
 const REACH: i32 = 1;
 /// Least share of all samples a query ink needs to be paired: fewer say little.
 const MIN_SAMPLES_SHARE: f32 = 0.02;
+/// Two inks closer than this (CIE76 ΔE) count as the same colour: wide enough for a JPEG, a
+/// print posterised anew and the shift of an ink's mean by its blended edges.
+const SAME_COLOUR: f32 = 20.0;
 
 /// One query ink and the reference ink that lies where it lies.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,6 +37,61 @@ pub fn ink_pairs(
     reference: &FeatureSet,
     evidence: &LocalEvidence,
 ) -> Vec<InkPair> {
+    let (query_map, reference_map) = (&query.inks, &reference.inks);
+    let votes = sample_counts(query, reference, evidence);
+    let total: u32 = votes.iter().flatten().sum();
+    votes
+        .iter()
+        .enumerate()
+        .filter_map(|(qi, row)| {
+            let samples: u32 = row.iter().sum();
+            if samples == 0 || (samples as f32) < MIN_SAMPLES_SHARE * total as f32 {
+                return None;
+            }
+            let (ri, &found) = row.iter().enumerate().max_by_key(|(_, n)| **n)?;
+            Some(InkPair {
+                query: hex(query_map.inks[qi]),
+                reference: hex(reference_map.inks[ri]),
+                agreement: found as f32 / samples as f32,
+            })
+        })
+        .collect()
+}
+
+/// How far the samples around the matched keypoints show the same colours at both ends, above
+/// chance: (observed − expected) / (1 − expected), where expected is the share that pairing
+/// the sampled inks at random gives (two prints on white with black outlines agree in colour
+/// by chance), 0 at or below chance and where nothing matched. A rearranged or partial copy
+/// keeps its motifs' inks; an unrelated print that shares shapes seldom shares their colours.
+pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, evidence: &LocalEvidence) -> f32 {
+    let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
+    let (query_inks, reference_inks) = (lab(&query.inks.inks), lab(&reference.inks.inks));
+    let votes = sample_counts(query, reference, evidence);
+    let total = votes.iter().flatten().sum::<u32>() as f32;
+    if total == 0.0 {
+        return 0.0;
+    }
+    let column = |ri: usize| votes.iter().map(|row| row[ri]).sum::<u32>() as f32 / total;
+    let (mut observed, mut expected) = (0.0, 0.0);
+    for (qi, row) in votes.iter().enumerate() {
+        let row_share = row.iter().sum::<u32>() as f32 / total;
+        for (ri, &found) in row.iter().enumerate() {
+            if delta_e(query_inks[qi], reference_inks[ri]) < SAME_COLOUR {
+                observed += found as f32 / total;
+                expected += row_share * column(ri);
+            }
+        }
+    }
+    ((observed - expected) / (1.0 - expected).max(f32::EPSILON)).max(0.0)
+}
+
+/// How many samples around the grouped local matches found each pair of inks:
+/// `[query ink][reference ink]`.
+fn sample_counts(
+    query: &FeatureSet,
+    reference: &FeatureSet,
+    evidence: &LocalEvidence,
+) -> Vec<Vec<u32>> {
     let (query_map, reference_map) = (&query.inks, &reference.inks);
     let mut votes = vec![vec![0u32; reference_map.inks.len()]; query_map.inks.len()];
     let (q, r) = (&query.local, &reference.local);
@@ -70,23 +131,7 @@ pub fn ink_pairs(
             }
         }
     }
-    let total: u32 = votes.iter().flatten().sum();
     votes
-        .iter()
-        .enumerate()
-        .filter_map(|(qi, row)| {
-            let samples: u32 = row.iter().sum();
-            if samples == 0 || (samples as f32) < MIN_SAMPLES_SHARE * total as f32 {
-                return None;
-            }
-            let (ri, &found) = row.iter().enumerate().max_by_key(|(_, n)| **n)?;
-            Some(InkPair {
-                query: hex(query_map.inks[qi]),
-                reference: hex(reference_map.inks[ri]),
-                agreement: found as f32 / samples as f32,
-            })
-        })
-        .collect()
 }
 
 fn grid() -> impl Iterator<Item = (i32, i32)> {
@@ -97,6 +142,7 @@ fn grid() -> impl Iterator<Item = (i32, i32)> {
 mod tests {
     use image::{Rgb, RgbImage, imageops};
 
+    use super::same_colours;
     use crate::features::extract;
     use crate::normalize::normalize;
     use crate::search::{DEFAULT_COPY_THRESHOLD, Query, compare};
@@ -136,5 +182,35 @@ mod tests {
             );
             assert!(pair.agreement > 0.6, "{pair:?}");
         }
+    }
+
+    #[test]
+    fn a_copy_in_its_own_colours_shows_them_and_a_new_colourway_does_not() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/print_a.png");
+        let original = image::open(path).unwrap().to_rgb8();
+        let (width, height) = (original.width(), original.height());
+        let turned = imageops::rotate90(
+            &imageops::crop_imm(&original, 0, 0, width * 3 / 4, height * 3 / 4).to_image(),
+        );
+        let recoloured = RgbImage::from_fn(turned.width(), turned.height(), |x, y| {
+            let [r, g, b] = turned.get_pixel(x, y).0;
+            Rgb([b, r, g])
+        });
+        let reference = extract(&normalize(&original));
+        let share = |copy: &RgbImage| {
+            let query = extract(&normalize(copy));
+            let comparison = compare(
+                &Query::alone(&query),
+                &reference,
+                None,
+                DEFAULT_COPY_THRESHOLD,
+            );
+            assert!(comparison.explanation.local.consistent_matches > 10);
+            same_colours(&query, &reference, &comparison.explanation.local)
+        };
+        let (kept, new) = (share(&turned), share(&recoloured));
+        assert!(kept > 0.6, "its own colours: {kept}");
+        // A grey ink keeps its colour when the channels turn: a new colourway shows some.
+        assert!(new < 0.3, "a new colourway: {new}");
     }
 }
