@@ -109,6 +109,16 @@ pub struct LocalEvidence {
     pub matched_reference: Vec<usize>,
 }
 
+impl LocalEvidence {
+    /// Each grouped match as (query keypoint, reference keypoint).
+    pub fn matched_pairs(&self) -> impl Iterator<Item = (QueryKeypoint, usize)> + '_ {
+        self.matched
+            .iter()
+            .copied()
+            .zip(self.matched_reference.iter().copied())
+    }
+}
+
 /// One query keypoint, as given or mirrored.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct QueryKeypoint {

@@ -23,8 +23,8 @@ use crate::index::Indexes;
 use crate::lang::Lang;
 pub use explanation::{Explanation, Finding, Reading, Signal, Transform, orientation_words};
 use local::{
-    LocalEvidence, NearestKeypoints, QueryDescriptors, TransformBin, transform_between,
-    transform_bins,
+    LocalEvidence, NearestKeypoints, QueryDescriptors, QueryKeypoint, TransformBin,
+    transform_between, transform_bins,
 };
 use whole::{
     BACKGROUND_RANK, above_background, hash_neighbours, hash_signal, whole_background, whole_score,
@@ -167,7 +167,7 @@ impl<'a> Query<'a> {
         let n = descriptors.given.len();
         // Each landing with the transform it implies, by print.
         let mut by_print: HashMap<u64, Vec<Landing>> = HashMap::new();
-        {
+        let votes: HashMap<u64, f32> = {
             let registered = registered.read().expect("registered features lock");
             for (i, near) in landings.iter().enumerate() {
                 let (index, mirrored) = (i % n, i >= n);
@@ -189,14 +189,22 @@ impl<'a> Query<'a> {
                         kind: descriptors.kind_of(index),
                         vote: 1.0 / (landed[i].len() as f32).sqrt(),
                         bins: transform_bins(mirrored, rotation, log2_scale),
+                        query: QueryKeypoint { index, mirrored },
+                        reference: *keypoint,
                     });
                 }
             }
-        }
-        let votes: HashMap<u64, f32> = by_print
-            .into_iter()
-            .map(|(seq, landings)| (seq, print_vote(&landings)))
-            .collect();
+            by_print
+                .into_iter()
+                .filter_map(|(seq, landings)| {
+                    let reference = registered.get(&seq)?;
+                    let pairs = landings.iter().map(|l| (l.query, l.reference));
+                    let same_colours = palette::same_colours(features, reference, pairs);
+                    let vote = print_vote(&landings) * (1.0 + VOTE_SAME_COLOUR_GAIN * same_colours);
+                    Some((seq, vote))
+                })
+                .collect()
+        };
         let mut ranked: Vec<(u64, f32)> = votes.iter().map(|(s, n)| (*s, *n)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(KEYPOINT_CANDIDATES);
@@ -338,6 +346,9 @@ struct Landing {
     vote: f32,
     /// The transform from the query keypoint to the registered one.
     bins: [TransformBin; 4],
+    /// The query keypoint, and the registered print's keypoint it landed near.
+    query: QueryKeypoint,
+    reference: usize,
 }
 
 /// How far a landing that agrees on its transform with no landing of another kind counts:
@@ -347,6 +358,13 @@ struct Landing {
 /// 0.25, 0: 0.882, 0.884, 0.886, 0.883 (10,000 prints: 0.884 → 0.886 at 0.25); without a
 /// haystack and on the third set unchanged.
 const LONE_LANDING: f32 = 0.25;
+
+/// A print's vote grows up to this many times again where the inks around its landings are
+/// the same colours at both ends, above chance (as [`SAME_COLOUR_GAIN`] weighs the verifier's
+/// evidence): in a large registry a rearranged or partial copy's original gets few landings,
+/// and prints that share shapes but not colours crowd it out of the candidates. Public set in
+/// the 10,000-print haystack, recall@10 for 0, 0.5, 2 and 4: 0.930, 0.931, 0.937, 0.938.
+const VOTE_SAME_COLOUR_GAIN: f32 = 2.0;
 
 /// A print's vote to become a candidate: each kind of query keypoint votes once (its best
 /// landing), so a motif the query repeats counts once, as in the verifier; the sum over kinds.
@@ -510,7 +528,7 @@ fn score_pair(
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
-    let same_colours = palette::same_colours(query.features, reference, &evidence);
+    let same_colours = palette::same_colours(query.features, reference, evidence.matched_pairs());
     let mut evidence = evidence;
     evidence.weight *= 1.0 + SAME_COLOUR_GAIN * same_colours;
     let parts = evidence.weight / (evidence.weight + half);

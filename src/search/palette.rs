@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::local::{LocalEvidence, transform_between};
+use super::local::{LocalEvidence, QueryKeypoint, transform_between};
 use crate::features::FeatureSet;
 use crate::features::colour::delta_e;
 use crate::features::inks::hex;
@@ -38,7 +38,7 @@ pub fn ink_pairs(
     evidence: &LocalEvidence,
 ) -> Vec<InkPair> {
     let (query_map, reference_map) = (&query.inks, &reference.inks);
-    let votes = sample_counts(query, reference, evidence);
+    let votes = sample_counts(query, reference, evidence.matched_pairs());
     let total: u32 = votes.iter().flatten().sum();
     votes
         .iter()
@@ -58,15 +58,20 @@ pub fn ink_pairs(
         .collect()
 }
 
-/// How far the samples around the matched keypoints show the same colours at both ends, above
-/// chance: (observed − expected) / (1 − expected), where expected is the share that pairing
-/// the sampled inks at random gives (two prints on white with black outlines agree in colour
-/// by chance), 0 at or below chance and where nothing matched. A rearranged or partial copy
-/// keeps its motifs' inks; an unrelated print that shares shapes seldom shares their colours.
-pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, evidence: &LocalEvidence) -> f32 {
+/// How far the samples around matched keypoints (query keypoint, reference keypoint) show the
+/// same colours at both ends, above chance: (observed − expected) / (1 − expected), where
+/// expected is the share that pairing the sampled inks at random gives (two prints on white
+/// with black outlines agree in colour by chance), 0 at or below chance and where nothing
+/// matched. A rearranged or partial copy keeps its motifs' inks; an unrelated print that
+/// shares shapes seldom shares their colours.
+pub fn same_colours(
+    query: &FeatureSet,
+    reference: &FeatureSet,
+    pairs: impl Iterator<Item = (QueryKeypoint, usize)>,
+) -> f32 {
     let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
     let (query_inks, reference_inks) = (lab(&query.inks.inks), lab(&reference.inks.inks));
-    let votes = sample_counts(query, reference, evidence);
+    let votes = sample_counts(query, reference, pairs);
     let total = votes.iter().flatten().sum::<u32>() as f32;
     if total == 0.0 {
         return 0.0;
@@ -85,18 +90,18 @@ pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, evidence: &Local
     ((observed - expected) / (1.0 - expected).max(f32::EPSILON)).max(0.0)
 }
 
-/// How many samples around the grouped local matches found each pair of inks:
-/// `[query ink][reference ink]`.
+/// How many samples around the matched keypoints (query keypoint, reference keypoint) found
+/// each pair of inks: `[query ink][reference ink]`.
 fn sample_counts(
     query: &FeatureSet,
     reference: &FeatureSet,
-    evidence: &LocalEvidence,
+    pairs: impl Iterator<Item = (QueryKeypoint, usize)>,
 ) -> Vec<Vec<u32>> {
     let (query_map, reference_map) = (&query.inks, &reference.inks);
     let mut votes = vec![vec![0u32; reference_map.inks.len()]; query_map.inks.len()];
     let (q, r) = (&query.local, &reference.local);
     let (query_cell, _) = query_map.cell_size(q.width, q.height);
-    for (matched, &ri) in evidence.matched.iter().zip(&evidence.matched_reference) {
+    for (matched, ri) in pairs {
         let (Some(&given), Some(&target)) = (q.keypoints.get(matched.index), r.keypoints.get(ri))
         else {
             continue;
@@ -206,7 +211,11 @@ mod tests {
                 DEFAULT_COPY_THRESHOLD,
             );
             assert!(comparison.explanation.local.consistent_matches > 10);
-            same_colours(&query, &reference, &comparison.explanation.local)
+            same_colours(
+                &query,
+                &reference,
+                comparison.explanation.local.matched_pairs(),
+            )
         };
         let (kept, new) = (share(&turned), share(&recoloured));
         assert!(kept > 0.6, "its own colours: {kept}");
