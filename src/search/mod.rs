@@ -91,8 +91,8 @@ pub struct Query<'a> {
     /// The registered prints nearest the query in each hash channel, then those that
     /// distinctive query keypoints land near, most votes first.
     candidates: Vec<u64>,
-    /// The weighed votes of the query keypoints that land near each registered print; `None`
-    /// without a registry.
+    /// The weighed votes of the query keypoints that land near each registered print (raised
+    /// by same colours only where that could make a candidate); `None` without a registry.
     landings: Option<HashMap<u64, f32>>,
     /// The whole-print similarity that unrelated registered prints reach for this query; a
     /// whole-print match counts only for how far it rises above it. A textured or dark query
@@ -194,14 +194,30 @@ impl<'a> Query<'a> {
                     });
                 }
             }
-            by_print
+            let plain: Vec<(u64, f32, Vec<Landing>)> = by_print
                 .into_iter()
-                .filter_map(|(seq, landings)| {
+                .map(|(seq, landings)| (seq, print_vote(&landings), landings))
+                .collect();
+            // Colours can at most multiply a vote by 1 + the gain: a print whose vote stays
+            // below the last candidate's even so is not worth reading them for.
+            let mut plain_votes: Vec<f32> = plain.iter().map(|(_, vote, _)| *vote).collect();
+            let last_candidate = if plain_votes.len() > KEYPOINT_CANDIDATES {
+                *plain_votes
+                    .select_nth_unstable_by(KEYPOINT_CANDIDATES - 1, |a, b| b.total_cmp(a))
+                    .1
+            } else {
+                0.0
+            };
+            plain
+                .into_iter()
+                .filter_map(|(seq, vote, landings)| {
                     let reference = registered.get(&seq)?;
+                    if vote * (1.0 + VOTE_SAME_COLOUR_GAIN) < last_candidate {
+                        return Some((seq, vote));
+                    }
                     let pairs = landings.iter().map(|l| (l.query, l.reference));
                     let same_colours = palette::same_colours(features, reference, pairs);
-                    let vote = print_vote(&landings) * (1.0 + VOTE_SAME_COLOUR_GAIN * same_colours);
-                    Some((seq, vote))
+                    Some((seq, vote * (1.0 + VOTE_SAME_COLOUR_GAIN * same_colours)))
                 })
                 .collect()
         };
