@@ -377,9 +377,10 @@ const LONE_LANDING: f32 = 0.25;
 
 /// A print's vote grows by up to this multiple of itself where the inks around its landings
 /// are the same colours at both ends, above chance (as [`SAME_COLOUR_GAIN`] weighs the
-/// verifier's evidence): in a large registry a rearranged or partial copy's original gets few landings,
-/// and prints that share shapes but not colours crowd it out of the candidates. Public set in
-/// the 10,000-print haystack, recall@10 for 0, 0.5, 2 and 4: 0.930, 0.931, 0.937, 0.938.
+/// verifier's evidence): in a large registry a rearranged or partial copy's original gets few
+/// landings, and prints that share shapes but not colours crowd it out of the candidates.
+/// Public set in the 10,000-print haystack, recall@10 for 0, 0.5, 2 and 4: 0.930, 0.931,
+/// 0.937, 0.938.
 const VOTE_SAME_COLOUR_GAIN: f32 = 2.0;
 
 /// A print's vote to become a candidate: each kind of query keypoint votes once (its best
