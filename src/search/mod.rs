@@ -529,7 +529,7 @@ fn score_pair(
     reference: &FeatureSet,
     reference_seq: Option<u64>,
     whole: WholeView,
-    evidence: LocalEvidence,
+    mut evidence: LocalEvidence,
     copy_threshold: f32,
 ) -> Comparison {
     let WholeView {
@@ -546,7 +546,6 @@ fn score_pair(
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
     let same_colours = palette::same_colours(query.features, reference, evidence.matched_pairs());
-    let mut evidence = evidence;
     evidence.weight *= 1.0 + SAME_COLOUR_GAIN * same_colours;
     let parts = evidence.weight / (evidence.weight + half);
     let together = combine(whole_part, parts);

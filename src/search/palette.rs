@@ -76,14 +76,16 @@ pub fn same_colours(
     if total == 0.0 {
         return 0.0;
     }
-    let column = |ri: usize| votes.iter().map(|row| row[ri]).sum::<u32>() as f32 / total;
+    let column_shares: Vec<f32> = (0..reference_inks.len())
+        .map(|ri| votes.iter().map(|row| row[ri]).sum::<u32>() as f32 / total)
+        .collect();
     let (mut observed, mut expected) = (0.0, 0.0);
     for (qi, row) in votes.iter().enumerate() {
         let row_share = row.iter().sum::<u32>() as f32 / total;
         for (ri, &found) in row.iter().enumerate() {
             if delta_e(query_inks[qi], reference_inks[ri]) < SAME_COLOUR {
                 observed += found as f32 / total;
-                expected += row_share * column(ri);
+                expected += row_share * column_shares[ri];
             }
         }
     }
