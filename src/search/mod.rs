@@ -216,7 +216,8 @@ impl<'a> Query<'a> {
                         return Some((seq, vote));
                     }
                     let pairs = landings.iter().map(|l| (l.query, l.reference));
-                    let same_colours = palette::same_colours(features, reference, pairs);
+                    let samples = palette::sample_counts(features, reference, pairs);
+                    let same_colours = palette::same_colours(features, reference, &samples);
                     Some((seq, vote * (1.0 + VOTE_SAME_COLOUR_GAIN * same_colours)))
                 })
                 .collect()
@@ -545,7 +546,8 @@ fn score_pair(
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
-    let same_colours = palette::same_colours(query.features, reference, evidence.matched_pairs());
+    let samples = palette::sample_counts(query.features, reference, evidence.matched_pairs());
+    let same_colours = palette::same_colours(query.features, reference, &samples);
     evidence.weight *= 1.0 + SAME_COLOUR_GAIN * same_colours;
     let parts = evidence.weight / (evidence.weight + half);
     let together = combine(whole_part, parts);
@@ -606,7 +608,7 @@ fn score_pair(
         false,
         Finding::CandidatesOnly,
     );
-    let palette = palette::ink_pairs(query.features, reference, &evidence);
+    let palette = palette::ink_pairs(query.features, reference, &samples);
     let colour_difference = delta_e(query.features.mean_colour, reference.mean_colour);
     let colour = Signal::new(
         "mean_colour",

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::local::{LocalEvidence, QueryKeypoint, transform_between};
+use super::local::{QueryKeypoint, transform_between};
 use crate::features::FeatureSet;
 use crate::features::colour::delta_e;
 use crate::features::inks::hex;
@@ -30,15 +30,11 @@ pub struct InkPair {
     pub agreement: f32,
 }
 
-/// The inks of the query paired with the reference's, largest query ink first; empty when no
-/// local features matched.
-pub fn ink_pairs(
-    query: &FeatureSet,
-    reference: &FeatureSet,
-    evidence: &LocalEvidence,
-) -> Vec<InkPair> {
+/// The inks of the query paired with the reference's, largest query ink first, from the
+/// samples around the matched keypoints ([`sample_counts`]); empty when no local features
+/// matched.
+pub fn ink_pairs(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32>]) -> Vec<InkPair> {
     let (query_map, reference_map) = (&query.inks, &reference.inks);
-    let votes = sample_counts(query, reference, evidence.matched_pairs());
     let total: u32 = votes.iter().flatten().sum();
     votes
         .iter()
@@ -58,20 +54,15 @@ pub fn ink_pairs(
         .collect()
 }
 
-/// How far the samples around matched keypoints (query keypoint, reference keypoint) show the
-/// same colours at both ends, above chance: (observed − expected) / (1 − expected), where
+/// How far the samples around matched keypoints ([`sample_counts`]) show the same colours at
+/// both ends, above chance: (observed − expected) / (1 − expected), where
 /// expected is the share that pairing the sampled inks at random gives (two prints on white
 /// with black outlines agree in colour by chance), 0 at or below chance and where nothing
 /// matched. A rearranged or partial copy keeps its motifs' inks; an unrelated print that
 /// shares shapes seldom shares their colours.
-pub fn same_colours(
-    query: &FeatureSet,
-    reference: &FeatureSet,
-    pairs: impl Iterator<Item = (QueryKeypoint, usize)>,
-) -> f32 {
+pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32>]) -> f32 {
     let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
     let (query_inks, reference_inks) = (lab(&query.inks.inks), lab(&reference.inks.inks));
-    let votes = sample_counts(query, reference, pairs);
     let total = votes.iter().flatten().sum::<u32>() as f32;
     if total == 0.0 {
         return 0.0;
@@ -93,8 +84,9 @@ pub fn same_colours(
 }
 
 /// How many samples around the matched keypoints (query keypoint, reference keypoint) found
-/// each pair of inks: `[query ink][reference ink]`.
-fn sample_counts(
+/// each pair of inks: `[query ink][reference ink]`. Counted once for a pair of prints, read by
+/// both [`ink_pairs`] and [`same_colours`].
+pub fn sample_counts(
     query: &FeatureSet,
     reference: &FeatureSet,
     pairs: impl Iterator<Item = (QueryKeypoint, usize)>,
@@ -149,7 +141,7 @@ fn grid() -> impl Iterator<Item = (i32, i32)> {
 mod tests {
     use image::{Rgb, RgbImage, imageops};
 
-    use super::same_colours;
+    use super::{same_colours, sample_counts};
     use crate::features::extract;
     use crate::normalize::normalize;
     use crate::search::{DEFAULT_COPY_THRESHOLD, Query, compare};
@@ -213,11 +205,12 @@ mod tests {
                 DEFAULT_COPY_THRESHOLD,
             );
             assert!(comparison.explanation.local.consistent_matches > 10);
-            same_colours(
+            let samples = sample_counts(
                 &query,
                 &reference,
                 comparison.explanation.local.matched_pairs(),
-            )
+            );
+            same_colours(&query, &reference, &samples)
         };
         let (kept, new) = (share(&turned), share(&recoloured));
         assert!(kept > 0.6, "its own colours: {kept}");
