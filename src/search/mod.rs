@@ -26,9 +26,7 @@ use local::{
     LocalEvidence, NearestKeypoints, QueryDescriptors, QueryKeypoint, TransformBin,
     transform_between, transform_bins,
 };
-use whole::{
-    BACKGROUND_RANK, above_background, hash_neighbours, hash_signal, whole_background, whole_score,
-};
+use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
 /// verdict" and docs/matching.md for how it was chosen.
@@ -45,8 +43,11 @@ const KEYPOINT_CANDIDATES: usize = 24;
 const UNIT_SHORTLIST: usize = 32;
 /// Candidates the repeat view proposes, at most: those of the shortlist above its background.
 const UNIT_CANDIDATES: usize = 8;
+/// The repeat view's background is the correlation of the this-many-th best unit of the
+/// shortlist (see [`shortlisted_units`]).
+const UNIT_BACKGROUND_RANK: usize = 16;
 /// The repeat-unit correlation that chance reaches, at least, whatever the registry: a
-/// registry of fewer than [`BACKGROUND_RANK`] repeats has no background of its own to
+/// registry of fewer than [`UNIT_BACKGROUND_RANK`] repeats has no background of its own to
 /// measure, and prints of one style fold into units that correlate well at some shift. Set
 /// above the best correlation any negative of the public and third sets reached with a
 /// registered repeat: 0.75, two embossed swirl textures of GIMP's (docs/matching.md, stage 2).
@@ -98,7 +99,7 @@ pub struct Query<'a> {
     /// whole-print match counts only for how far it rises above it. A textured or dark query
     /// comes close to many prints by chance, and the more prints are registered the closer
     /// its nearest chance neighbour: measured from the registry, the bar rises with it. 0
-    /// without a registry of at least [`BACKGROUND_RANK`] prints.
+    /// without a registry of at least [`whole::BACKGROUND_RANK`] prints.
     whole_background: f32,
     /// The local evidence for each keypoint candidate, gathered to weigh the query's keypoints
     /// (see [`verify_to_weigh`]).
@@ -261,7 +262,7 @@ impl<'a> Query<'a> {
 }
 
 /// The registered repeat units whose harmonics come closest to the query's, compared in full
-/// (most similar first), and the background of the repeat view: the [`BACKGROUND_RANK`]-th
+/// (most similar first), and the background of the repeat view: the [`UNIT_BACKGROUND_RANK`]-th
 /// best correlation among them whatever their lattices' shapes, at least [`UNIT_CHANCE`]. A
 /// unit of a few motifs on a plain ground correlates with many such units at some shift; the
 /// shortlist, nearest in harmonics, shows how far.
@@ -302,7 +303,7 @@ fn shortlisted_units(
     units.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     correlations.sort_by(|a, b| b.total_cmp(a));
     let background = correlations
-        .get(BACKGROUND_RANK - 1)
+        .get(UNIT_BACKGROUND_RANK - 1)
         .map_or(UNIT_CHANCE, |c| c.max(UNIT_CHANCE));
     (units, background)
 }
