@@ -150,11 +150,16 @@ mod tests {
             &hash_neighbours(&query, &registry((1..=40).map(print)), 0),
             None,
         );
-        let twins = registry(std::iter::repeat_with(|| print(0)).take(20));
+        let twins = |n| registry(std::iter::repeat_with(|| print(0)).take(n));
         assert_eq!(
-            whole_background(&hash_neighbours(&query, &twins, 0), None),
+            whole_background(&hash_neighbours(&query, &twins(8), 0), None),
             1.0,
-            "20 copies of it"
+            "8 copies of it"
+        );
+        assert_eq!(
+            whole_background(&hash_neighbours(&query, &twins(7), 0), None),
+            0.0,
+            "7 copies of it: no 8th"
         );
         assert!(unrelated < 0.9, "{unrelated}");
         let mut with_itself = (1..=7).map(print).collect::<Vec<_>>();
