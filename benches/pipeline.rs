@@ -5,8 +5,9 @@ use std::io::Cursor;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use huaxing::engine::analyze;
+use huaxing::features::repeat_unit::{RepeatUnit, UNIT_SIDE, UnitComparison};
 use huaxing::features::{self, FeatureSet, global_vector};
-use huaxing::index::{Indexes, KeypointIndex, VECTOR_SHAPE, VectorIndex};
+use huaxing::index::{Indexes, KeypointIndex, UnitIndex, VECTOR_SHAPE, VectorIndex};
 use huaxing::normalize::normalize;
 use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, Wanted, rank};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -109,4 +110,37 @@ fn rank_against_10k_prints(bencher: divan::Bencher) {
             DEFAULT_COPY_THRESHOLD,
         )
     });
+}
+
+/// A repeat unit of noise, different for every seed.
+fn noise_unit(seed: u64) -> RepeatUnit {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let cells = (0..UNIT_SIDE * UNIT_SIDE)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 255) as i8
+        })
+        .collect();
+    RepeatUnit {
+        lattice: [[40.0, 0.0], [0.0, 40.0]],
+        cells,
+    }
+}
+
+/// The repeat-unit shortlist of one query among 50,000 registered repeats (a registry of
+/// about 100,000 prints, half of them repeats), read by every search and registration.
+#[divan::bench]
+fn nearest_of_50k_repeat_units(bencher: divan::Bencher) {
+    static UNITS: LazyLock<UnitIndex> = LazyLock::new(|| {
+        let index = UnitIndex::default();
+        for seed in 0..50_000 {
+            index.insert(seed, &noise_unit(seed));
+        }
+        index
+    });
+    let query = UnitComparison::new(&noise_unit(1_000_000));
+    LazyLock::force(&UNITS);
+    bencher.bench(|| UNITS.nearest(divan::black_box(query.harmonics()), 33));
 }
