@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock, RwLock};
 use huaxing::engine::analyze;
 use huaxing::features::repeat_unit::{RepeatUnit, UNIT_SIDE, UnitComparison};
 use huaxing::features::{self, FeatureSet, global_vector};
-use huaxing::index::{Indexes, KeypointIndex, UnitIndex, VECTOR_SHAPE, VectorIndex};
+use huaxing::features::{DihedralHashes, Hash256};
+use huaxing::index::{HashIndex, Indexes, KeypointIndex, UnitIndex, VECTOR_SHAPE, VectorIndex};
 use huaxing::normalize::normalize;
 use huaxing::search::{DEFAULT_COPY_THRESHOLD, RegisteredFeatures, Wanted, rank};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -143,4 +144,30 @@ fn nearest_of_50k_repeat_units(bencher: divan::Bencher) {
     let query = UnitComparison::new(&noise_unit(1_000_000));
     LazyLock::force(&UNITS);
     bencher.bench(|| UNITS.nearest(divan::black_box(query.harmonics()), 33));
+}
+
+/// A 256-bit hash of pseudo-random bits, different for every seed.
+fn noise_hash(seed: u64) -> Hash256 {
+    let word = |i: u64| {
+        (seed * 4 + i)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17)
+    };
+    Hash256([word(0), word(1), word(2), word(3)])
+}
+
+/// The nearest whole-print hashes of one query (eight orientations) among 100,000 registered:
+/// one of the two hash channels every search and registration scans.
+#[divan::bench]
+fn nearest_of_100k_hashes(bencher: divan::Bencher) {
+    static HASHES: LazyLock<HashIndex> = LazyLock::new(|| {
+        let index = HashIndex::default();
+        for seed in 0..100_000 {
+            index.insert(seed, noise_hash(seed));
+        }
+        index
+    });
+    let query = DihedralHashes(std::array::from_fn(|i| noise_hash(1_000_000 + i as u64)));
+    LazyLock::force(&HASHES);
+    bencher.bench(|| HASHES.nearest(divan::black_box(&query), 17));
 }
