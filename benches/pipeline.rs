@@ -1,5 +1,6 @@
-//! Benchmarks of the query path: decode + features for one upload, and ranking against 10 000
-//! indexed prints. Run with `cargo bench`; quote figures with the machine they ran on.
+//! Benchmarks of the query path: decode + features for one upload, ranking against 10 000
+//! indexed prints, and the flat scans every search makes, at the sizes of a large registry.
+//! Run with `cargo bench`; quote figures with the machine they ran on.
 
 use std::io::Cursor;
 use std::sync::{Arc, LazyLock, RwLock};
