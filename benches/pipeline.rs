@@ -19,15 +19,20 @@ fn main() {
     divan::main();
 }
 
-/// A generated motif print: discs of a few inks on a ground, different for every seed.
-fn print(seed: u64, side: u32) -> RgbImage {
+/// A stream of pseudo-random words (xorshift), different for every seed.
+fn words(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// A generated motif print: discs of a few inks on a ground, different for every seed.
+fn print(seed: u64, side: u32) -> RgbImage {
+    let mut next = words(seed);
     let mut image = RgbImage::from_pixel(side, side, Rgb([(next() % 256) as u8, 230, 210]));
     for _ in 0..12 {
         let ink = Rgb([
@@ -116,14 +121,9 @@ fn rank_against_10k_prints(bencher: divan::Bencher) {
 
 /// A repeat unit of noise, different for every seed.
 fn noise_unit(seed: u64) -> RepeatUnit {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = words(seed);
     let cells = (0..UNIT_SIDE * UNIT_SIDE)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 255) as i8
-        })
+        .map(|_| (next() % 255) as i8)
         .collect();
     RepeatUnit {
         lattice: [[40.0, 0.0], [0.0, 40.0]],
@@ -131,8 +131,8 @@ fn noise_unit(seed: u64) -> RepeatUnit {
     }
 }
 
-/// The repeat-unit shortlist of one query among 50,000 registered repeats (a registry of
-/// about 100,000 prints, half of them repeats), read by every search and registration.
+/// The repeat-unit shortlist of one query among 50,000 registered repeat units (the scan is
+/// linear in them), read by every search and registration that shows a repeat.
 #[divan::bench]
 fn nearest_of_50k_repeat_units(bencher: divan::Bencher) {
     static UNITS: LazyLock<UnitIndex> = LazyLock::new(|| {
@@ -149,12 +149,8 @@ fn nearest_of_50k_repeat_units(bencher: divan::Bencher) {
 
 /// A 256-bit hash of pseudo-random bits, different for every seed.
 fn noise_hash(seed: u64) -> Hash256 {
-    let word = |i: u64| {
-        (seed * 4 + i)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(17)
-    };
-    Hash256([word(0), word(1), word(2), word(3)])
+    let mut next = words(seed);
+    Hash256([next(), next(), next(), next()])
 }
 
 /// The nearest whole-print hashes of one query (eight orientations) among 100,000 registered:
