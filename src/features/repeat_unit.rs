@@ -530,7 +530,7 @@ pub(crate) mod tests {
         })
     }
 
-    fn unit_of(image: &RgbImage) -> Option<RepeatUnit> {
+    pub(crate) fn unit_of(image: &RgbImage) -> Option<RepeatUnit> {
         repeat_unit(&normalize(image).structure)
     }
 
