@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::decode::decode;
 use crate::error::{Error, Result};
 use crate::features::{self, FEATURE_VERSION, FeatureSet, global_vector};
-use crate::index::{Indexes, KeypointIndex, VECTOR_SHAPE, VectorIndex};
+use crate::index::{Indexes, KeypointDump, KeypointIndex, VECTOR_SHAPE, VectorIndex};
 use crate::ledger::LogEntry;
 use crate::normalize::normalize;
 use crate::registry::audit::AuditLog;
@@ -160,21 +160,25 @@ impl Engine {
         let registry =
             Registry::open(&data_dir.join("registry.sqlite"), &data_dir.join("log-key"))?;
         let audit = AuditLog::open(&data_dir.join("audit.sqlite"))?;
-        let statuses = RwLock::new(registry.statuses()?.into_iter().collect());
         let blobs = BlobStore::open(data_dir.join("blobs"))?;
-        let started = Instant::now();
-        let features: Vec<(u64, Arc<FeatureSet>)> = current_features(&registry, &blobs)?
+        let index_dir = data_dir.join("index");
+        // The index dumps need nothing from the registry: they are read on a thread of their
+        // own while the features are.
+        let (registered, (vectors, keypoints)) = std::thread::scope(|scope| {
+            let dumps = scope.spawn(|| (load_vectors(&index_dir), read_keypoints(&index_dir)));
+            let registered = read_registered(&registry, &blobs);
+            let dumps = dumps
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (registered, dumps)
+        });
+        let Registered { features, statuses } = registered?;
+        let features: Vec<(u64, Arc<FeatureSet>)> = features
             .into_iter()
             .map(|(seq, set)| (seq, Arc::new(set)))
             .collect();
-        tracing::info!(
-            patterns = features.len(),
-            "features read in {:.1} s",
-            started.elapsed().as_secs_f32()
-        );
-        let index_dir = data_dir.join("index");
-        let vectors = load_or_build_vectors(&index_dir, &features)?;
-        let keypoints = load_or_build_keypoints(&index_dir, &features)?;
+        let vectors = top_up_vectors(vectors, &features)?;
+        let keypoints = top_up_keypoints(keypoints, &features);
         let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
         let indexes = Indexes::new(vectors, keypoints, &features);
         tracing::info!(
@@ -188,7 +192,7 @@ impl Engine {
             audit,
             blobs,
             indexes,
-            statuses,
+            statuses: RwLock::new(statuses),
             features: RwLock::new(features),
             config,
             _lock: lock,
@@ -465,96 +469,110 @@ impl Engine {
     }
 }
 
-/// Every pattern's features at the current version. Features of an older version, or that
-/// cannot be read, are re-extracted from the stored upload and written back.
-fn current_features(registry: &Registry, blobs: &BlobStore) -> Result<Vec<(u64, FeatureSet)>> {
-    let current = |s: &StoredFeatures| {
-        (s.feature_version == FEATURE_VERSION)
-            .then(|| FeatureSet::from_bytes(&s.bytes))
-            .and_then(|parsed| {
-                parsed
-                    .inspect_err(|e| {
-                        tracing::warn!(
-                            "features of pattern {} unreadable ({e}); re-extracting",
-                            s.seq
-                        )
-                    })
-                    .ok()
-            })
-    };
+/// What start-up reads from the registry in one pass over its patterns.
+struct Registered {
+    /// Every pattern's features at the current version, in registration order.
+    features: Vec<(u64, FeatureSet)>,
+    /// Every pattern's status, so searches return only published patterns.
+    statuses: HashMap<u64, Status>,
+}
+
+/// Patterns read from the registry a page at a time.
+const READ_PAGE: usize = 1024;
+
+/// Reads every pattern's status and its features at the current version. Features of an older
+/// version, or that cannot be read, are re-extracted from the stored upload and written back.
+/// The next page is read while this one is parsed.
+fn read_registered(registry: &Registry, blobs: &BlobStore) -> Result<Registered> {
     let started = Instant::now();
     let redone = AtomicUsize::new(0);
-    let mut features = Vec::new();
-    loop {
-        let after = features.last().map_or(0, |(seq, _)| *seq);
-        let page = registry.features_after(after, 1024)?;
-        if page.is_empty() {
-            break;
-        }
-        let parsed = page
-            .par_iter()
-            .map(|s| {
-                if let Some(features) = current(s) {
-                    return Ok((s.seq, features));
+    let parse = |page: &[StoredFeatures]| {
+        page.par_iter()
+            .map(|stored| {
+                if let Some(features) = current_features(stored) {
+                    return Ok((stored.seq, features));
                 }
-                let mut fresh = analyze(&blobs.get(&s.sha256)?)?.features;
+                let mut fresh = analyze(&blobs.get(&stored.sha256)?)?.features;
                 fresh.local.keep_registered();
-                registry.update_features(s.seq, FEATURE_VERSION, &fresh)?;
+                registry.update_features(stored.seq, FEATURE_VERSION, &fresh)?;
                 redone.fetch_add(1, Ordering::Relaxed);
-                Ok((s.seq, fresh))
+                Ok((stored.seq, fresh))
             })
-            .collect::<Result<Vec<_>>>()?;
-        features.extend(parsed);
+            .collect::<Result<Vec<_>>>()
+    };
+    let mut registered = Registered {
+        features: Vec::new(),
+        statuses: HashMap::new(),
+    };
+    let mut page = registry.features_after(0, READ_PAGE)?;
+    while let Some(last) = page.last() {
+        let after = last.seq;
+        let (next, parsed) = rayon::join(
+            || registry.features_after(after, READ_PAGE),
+            || parse(&page),
+        );
+        registered
+            .statuses
+            .extend(page.iter().map(|stored| (stored.seq, stored.status)));
+        registered.features.extend(parsed?);
+        page = next?;
         let redone = redone.load(Ordering::Relaxed);
         if redone > 0 {
             tracing::info!(
                 "features of {} patterns read, {redone} of them re-extracted ({:.0}/s)",
-                features.len(),
+                registered.features.len(),
                 redone as f32 / started.elapsed().as_secs_f32().max(1e-3)
             );
         }
     }
+    let seconds = started.elapsed().as_secs_f32();
+    tracing::info!(
+        patterns = registered.features.len(),
+        "features read in {seconds:.1} s"
+    );
     let redone = redone.into_inner();
     if redone > 0 {
-        let seconds = started.elapsed().as_secs_f32();
         tracing::info!(
             "re-extracted the features of {redone} patterns from their uploads in {seconds:.1} s ({:.0}/s)",
             redone as f32 / seconds.max(1e-3)
         );
     }
-    Ok(features)
+    Ok(registered)
 }
 
-/// Loads the persisted global-vector graph (its ids are sequence numbers) and adds what the
-/// registry has beyond it; rebuilds it from the registry when the dump is missing, stale, or
-/// holds prints the registry lacks. Says which in the log, with the rate of any rebuild.
-fn load_or_build_vectors(dir: &Path, features: &[(u64, Arc<FeatureSet>)]) -> Result<VectorIndex> {
+/// The stored features when they are of the current version and readable.
+fn current_features(stored: &StoredFeatures) -> Option<FeatureSet> {
+    if stored.feature_version != FEATURE_VERSION {
+        return None;
+    }
+    FeatureSet::from_bytes(&stored.bytes)
+        .inspect_err(|e| {
+            tracing::warn!(
+                "features of pattern {} unreadable ({e}); re-extracting",
+                stored.seq
+            )
+        })
+        .ok()
+}
+
+/// Loads the persisted global-vector graph (its ids are sequence numbers), or says in the log
+/// why there is none to load.
+fn load_vectors(dir: &Path) -> Option<VectorIndex> {
     let name = VECTORS_DIR;
-    let dir = dir.join(name);
     let started = Instant::now();
-    let dimensions = global_vector::DIMENSIONS;
-    let loaded = match VectorIndex::load(&dir, FEATURE_VERSION, dimensions, VECTOR_SHAPE) {
+    match VectorIndex::load(
+        &dir.join(name),
+        FEATURE_VERSION,
+        global_vector::DIMENSIONS,
+        VECTOR_SHAPE,
+    ) {
         Ok(Some(graph)) => {
-            let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
-            let foreign = graph
-                .members()
-                .iter()
-                .filter(|id| !known.contains(id))
-                .count();
-            if foreign == 0 {
-                tracing::info!(
-                    points = graph.len(),
-                    "{name} index loaded in {:.1} s",
-                    started.elapsed().as_secs_f32()
-                );
-                Some(graph)
-            } else {
-                tracing::warn!(
-                    foreign,
-                    "{name} index dump holds prints the registry lacks; rebuilding it"
-                );
-                None
-            }
+            tracing::info!(
+                points = graph.len(),
+                "{name} index loaded in {:.1} s",
+                started.elapsed().as_secs_f32()
+            );
+            Some(graph)
         }
         Ok(None) => {
             tracing::info!(
@@ -566,9 +584,35 @@ fn load_or_build_vectors(dir: &Path, features: &[(u64, Arc<FeatureSet>)]) -> Res
             tracing::warn!("{name} index dump unusable ({e}); rebuilding it from the registry");
             None
         }
-    };
-    let graph =
-        loaded.unwrap_or_else(|| VectorIndex::new(dimensions, features.len(), VECTOR_SHAPE));
+    }
+}
+
+/// Adds to the loaded global-vector graph what the registry has beyond it; builds it from the
+/// registry when there is none, or when it holds prints the registry lacks. Says which in the
+/// log, with the rate of any rebuild.
+fn top_up_vectors(
+    loaded: Option<VectorIndex>,
+    features: &[(u64, Arc<FeatureSet>)],
+) -> Result<VectorIndex> {
+    let name = VECTORS_DIR;
+    let loaded = loaded.filter(|graph| {
+        let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
+        let foreign = graph
+            .members()
+            .iter()
+            .filter(|id| !known.contains(id))
+            .count();
+        if foreign > 0 {
+            tracing::warn!(
+                foreign,
+                "{name} index dump holds prints the registry lacks; rebuilding it"
+            );
+        }
+        foreign == 0
+    });
+    let graph = loaded.unwrap_or_else(|| {
+        VectorIndex::new(global_vector::DIMENSIONS, features.len(), VECTOR_SHAPE)
+    });
     let present = graph.members();
     let missing: Vec<&(u64, Arc<FeatureSet>)> = features
         .iter()
@@ -594,40 +638,61 @@ fn load_or_build_vectors(dir: &Path, features: &[(u64, Arc<FeatureSet>)]) -> Res
     Ok(graph)
 }
 
-/// Loads the persisted keypoint index and adds what the registry has beyond it; builds it from
-/// the registry when the file is missing, stale or damaged, or holds prints the registry
-/// lacks. Says which in the log, with the rate of any rebuild.
-fn load_or_build_keypoints(
-    dir: &Path,
-    features: &[(u64, Arc<FeatureSet>)],
-) -> Result<KeypointIndex> {
+/// Reads the persisted keypoint index, or says in the log why there is none to read.
+fn read_keypoints(dir: &Path) -> Option<KeypointDump> {
     let retired = dir.join("keypoints");
     if retired.is_dir() {
         // The graph dump of earlier versions: replaced by KEYPOINTS_FILE.
         tracing::info!("removing the old keypoint graph dump {}", retired.display());
-        fs::remove_dir_all(&retired).map_err(|e| Error::io(&retired, e))?;
+        if let Err(e) = fs::remove_dir_all(&retired) {
+            tracing::warn!("could not remove {}: {e}", retired.display());
+        }
     }
-    let path = dir.join(KEYPOINTS_FILE);
     let started = Instant::now();
-    let by_seq: HashMap<u64, &Arc<FeatureSet>> = features.iter().map(|(s, f)| (*s, f)).collect();
-    let index = match KeypointIndex::load(&path, FEATURE_VERSION, |seq| {
-        by_seq.get(&seq).map(|f| Arc::clone(f))
-    }) {
-        Ok(Some(index)) => {
+    match KeypointDump::read(&dir.join(KEYPOINTS_FILE), FEATURE_VERSION) {
+        Ok(Some(dump)) => {
             tracing::info!(
-                keypoints = index.len(),
-                "keypoint index loaded in {:.1} s",
+                "keypoint index read in {:.1} s",
                 started.elapsed().as_secs_f32()
             );
-            index
+            Some(dump)
         }
         Ok(None) => {
             tracing::info!(
-                "no keypoint index for the current features and registry; building it from the registry"
+                "no keypoint index for the current features; building it from the registry"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!("keypoint index unusable ({e}); rebuilding it from the registry");
+            None
+        }
+    }
+}
+
+/// Joins the keypoint index read from its dump to the prints' features and adds what the
+/// registry has beyond it; builds it from the registry when there is none, when it holds
+/// prints the registry lacks, or when it does not match their keypoints. Says which in the
+/// log, with the rate of any rebuild.
+fn top_up_keypoints(
+    dump: Option<KeypointDump>,
+    features: &[(u64, Arc<FeatureSet>)],
+) -> KeypointIndex {
+    let by_seq: HashMap<u64, &Arc<FeatureSet>> = features.iter().map(|(s, f)| (*s, f)).collect();
+    let attached = dump.map(|dump| dump.attach(|seq| by_seq.get(&seq).map(|f| Arc::clone(f))));
+    let index = match attached {
+        None => KeypointIndex::default(),
+        Some(Ok(Some(index))) => {
+            tracing::info!(keypoints = index.len(), "keypoint index loaded");
+            index
+        }
+        Some(Ok(None)) => {
+            tracing::info!(
+                "the keypoint index holds prints the registry lacks; building it from the registry"
             );
             KeypointIndex::default()
         }
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!("keypoint index unusable ({e}); rebuilding it from the registry");
             KeypointIndex::default()
         }
@@ -653,5 +718,5 @@ fn load_or_build_keypoints(
         }
     }
     index.train_if_needed();
-    Ok(index)
+    index
 }

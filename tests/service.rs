@@ -416,6 +416,30 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
 }
 
 #[test]
+fn a_pattern_held_for_review_stays_out_of_searches_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let original = server.register_id(fixture("print_a.png"), "original");
+    let (status, held) = server.register(fixture("print_a.jpg"), "held copy");
+    assert_eq!(
+        (status, held["status"].as_str()),
+        (201, Some("pending_review"))
+    );
+    server.kill();
+
+    let server = Server::start(dir.path());
+    let found = server.search(fixture("print_a.jpg"));
+    let ids: Vec<&str> = found["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&original.as_str()), "{found}");
+    assert!(!ids.contains(&held["id"].as_str().unwrap()), "{found}");
+}
+
+#[test]
 fn features_of_an_older_version_or_unreadable_are_re_extracted_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());

@@ -9,9 +9,13 @@ pub mod units;
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 pub use graph::{Graph, GraphShape, Hit, VectorIndex};
 pub use hashes::{HashHit, HashIndex};
-pub use keypoints::{KeypointIndex, nearest_below, squared_bound, squared_distance_below};
+pub use keypoints::{
+    KeypointDump, KeypointIndex, nearest_below, squared_bound, squared_distance_below,
+};
 pub use units::UnitIndex;
 
 use crate::error::Result;
@@ -34,11 +38,12 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// Hash and unit indexes filled from `features`, around already loaded or built graphs.
+    /// Hash and unit indexes filled from `features` (in parallel: a unit's harmonics take an
+    /// FFT), around already loaded or built graphs.
     pub fn new<'a>(
         vectors: VectorIndex,
         keypoints: KeypointIndex,
-        features: impl IntoIterator<Item = (&'a u64, &'a Arc<FeatureSet>)>,
+        features: impl IntoParallelIterator<Item = (&'a u64, &'a Arc<FeatureSet>)>,
     ) -> Indexes {
         let indexes = Indexes {
             structure: HashIndex::default(),
@@ -47,9 +52,9 @@ impl Indexes {
             keypoints,
             units: UnitIndex::default(),
         };
-        for (seq, set) in features {
-            indexes.insert_flat(*seq, set);
-        }
+        features
+            .into_par_iter()
+            .for_each(|(seq, set)| indexes.insert_flat(*seq, set));
         indexes
     }
 

@@ -145,9 +145,11 @@ pub struct NewPattern {
     pub review_matches: Option<String>,
 }
 
-/// Features as stored, with the version that made them.
+/// Features as stored, with the version that made them, and the pattern's status (start-up
+/// reads both in one pass over the table).
 pub struct StoredFeatures {
     pub seq: u64,
+    pub status: Status,
     pub sha256: String,
     pub feature_version: u32,
     pub bytes: Vec<u8>,
@@ -340,16 +342,6 @@ impl Registry {
                 |r| r.get(0),
             )?;
             Ok((patterns, total))
-        })
-    }
-
-    /// Every pattern's status, for filtering searches.
-    pub fn statuses(&self) -> Result<Vec<(u64, Status)>> {
-        self.with(|c| {
-            let mut statement = c.prepare("SELECT seq, status FROM patterns")?;
-            statement
-                .query_map([], |r| Ok((r.get(0)?, parse_status(r, 1)?)))?
-                .collect()
         })
     }
 
@@ -562,23 +554,23 @@ impl Registry {
         self.with_inner(|inner| tokens::has_admin(&inner.connection))
     }
 
-    /// Every pattern's stored features, in registration order.
     /// Up to `limit` patterns' stored features after sequence number `after`, in order. Read
     /// page by page, start-up never holds every stored set at once (a large registry's sets
     /// would take gigabytes, and their freed buffers would fragment the heap).
     pub fn features_after(&self, after: u64, limit: usize) -> Result<Vec<StoredFeatures>> {
         self.with(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT seq, sha256, feature_version, features FROM patterns
+                "SELECT seq, status, sha256, feature_version, features FROM patterns
                  WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             statement
                 .query_map(params![after, limit as i64], |r| {
                     Ok(StoredFeatures {
                         seq: r.get(0)?,
-                        sha256: r.get(1)?,
-                        feature_version: r.get(2)?,
-                        bytes: r.get(3)?,
+                        status: parse_status(r, 1)?,
+                        sha256: r.get(2)?,
+                        feature_version: r.get(3)?,
+                        bytes: r.get(4)?,
                     })
                 })?
                 .collect()
@@ -752,6 +744,7 @@ mod tests {
         );
         let stored = reopened.features_after(0, 10).unwrap();
         assert_eq!((stored.len(), stored[0].feature_version), (1, 1));
+        assert_eq!(stored[0].status, new_pattern("x").status);
         assert_eq!(
             FeatureSet::from_bytes(&stored[0].bytes).unwrap(),
             FeatureSet::default()

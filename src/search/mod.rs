@@ -866,7 +866,7 @@ mod tests {
         let indexes = Indexes::new(
             VectorIndex::new(DIMENSIONS, registered.len(), VECTOR_SHAPE),
             keypoints,
-            registered.iter().map(|(seq, f)| (seq, f)),
+            registered.par_iter().map(|(seq, f)| (seq, f)),
         );
         (indexes, RwLock::new(registered.into_iter().collect()))
     }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::code::{CODE_WORDS, Code, Vocabulary};
@@ -133,15 +133,22 @@ impl KeypointIndex {
         write().map_err(|e| Error::io(&staging, e))?;
         fs::rename(&staging, path).map_err(|e| Error::io(path, e))
     }
+}
 
-    /// Reads a dump written by [`KeypointIndex::save`], attaching each print's features
-    /// (`features_of`). `Ok(None)` when there is none, it was made for other features, or it
-    /// holds a print `features_of` does not know; an error when it is there but damaged.
-    pub fn load(
-        path: &Path,
-        feature_version: u32,
-        features_of: impl Fn(u64) -> Option<Arc<FeatureSet>>,
-    ) -> Result<Option<KeypointIndex>> {
+/// A keypoint index as read from its dump, before its prints are joined to their features:
+/// start-up reads it while it reads the registry.
+pub struct KeypointDump {
+    path: PathBuf,
+    seqs: Vec<u64>,
+    vocabulary: Option<Vocabulary>,
+    leaves: Vec<Leaf>,
+    keypoints: usize,
+}
+
+impl KeypointDump {
+    /// Reads a dump written by [`KeypointIndex::save`]. `Ok(None)` when there is none or it was
+    /// made for other features; an error when it is there but damaged.
+    pub fn read(path: &Path, feature_version: u32) -> Result<Option<KeypointDump>> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -227,6 +234,30 @@ impl KeypointIndex {
         if crc != stored {
             return Err(damaged("checksum mismatch"));
         }
+        Ok(Some(KeypointDump {
+            path: path.into(),
+            seqs,
+            vocabulary,
+            leaves,
+            keypoints,
+        }))
+    }
+
+    /// The index, each print joined to its features (`features_of`). `Ok(None)` when the dump
+    /// holds a print `features_of` does not know; an error when its entries do not match the
+    /// prints' keypoints.
+    pub fn attach(
+        self,
+        features_of: impl Fn(u64) -> Option<Arc<FeatureSet>>,
+    ) -> Result<Option<KeypointIndex>> {
+        let KeypointDump {
+            path,
+            seqs,
+            vocabulary,
+            leaves,
+            keypoints,
+        } = self;
+        let damaged = |what: &str| Error::Index(format!("{}: {what}", path.display()));
         let mut prints = Vec::with_capacity(seqs.len());
         for seq in seqs {
             match features_of(seq) {

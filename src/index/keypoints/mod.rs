@@ -28,6 +28,7 @@ use code::{
     Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of, smallest,
 };
 pub use code::{nearest_below, squared_bound, squared_distance_below};
+pub use dump::KeypointDump;
 use leaf::{Leaf, PostingList};
 
 use crate::features::FeatureSet;
@@ -332,6 +333,7 @@ mod tests {
 
     use super::code::hamming;
     use super::*;
+    use crate::error::Result;
     use crate::features::keypoints::MATCH_DISTANCE;
 
     /// Descriptors of the fixture prints and their copies.
@@ -448,6 +450,18 @@ mod tests {
         found as f32 / wanted.max(1) as f32
     }
 
+    /// Reads a dump and joins it to the prints' features, as start-up does.
+    fn load(
+        path: &Path,
+        feature_version: u32,
+        features_of: impl Fn(u64) -> Option<Arc<FeatureSet>>,
+    ) -> Result<Option<KeypointIndex>> {
+        match KeypointDump::read(path, feature_version)? {
+            Some(dump) => dump.attach(features_of),
+            None => Ok(None),
+        }
+    }
+
     #[test]
     fn a_trained_index_finds_what_exhaustive_search_finds_and_survives_a_reload() {
         let base = fixture_descriptors();
@@ -494,20 +508,18 @@ mod tests {
                 .map(|(_, f)| f.clone())
         };
         assert!(
-            KeypointIndex::load(&path, 4, features_of)
-                .unwrap()
-                .is_none(),
+            load(&path, 4, features_of).unwrap().is_none(),
             "other feature version"
         );
         assert!(
-            KeypointIndex::load(&path, 3, |seq| (seq != 1010)
+            load(&path, 3, |seq| (seq != 1010)
                 .then(|| features_of(seq))
                 .flatten())
             .unwrap()
             .is_none(),
             "a print the registry lacks"
         );
-        let reloaded = KeypointIndex::load(&path, 3, features_of).unwrap().unwrap();
+        let reloaded = load(&path, 3, features_of).unwrap().unwrap();
         assert_eq!(reloaded.prints(), index.prints());
         assert_eq!(reloaded.read().vocabulary, index.read().vocabulary);
         assert_eq!(recall(&reloaded, &prints, &queries), trained);
@@ -523,17 +535,11 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
         fs::write(&path, &bytes).unwrap();
-        assert!(
-            KeypointIndex::load(&path, 3, features_of).is_err(),
-            "one changed byte"
-        );
+        assert!(load(&path, 3, features_of).is_err(), "one changed byte");
         fs::write(&path, &bytes[..middle]).unwrap();
+        assert!(load(&path, 3, features_of).is_err(), "a cut file");
         assert!(
-            KeypointIndex::load(&path, 3, features_of).is_err(),
-            "a cut file"
-        );
-        assert!(
-            KeypointIndex::load(&dir.path().join("none"), 3, features_of)
+            load(&dir.path().join("none"), 3, features_of)
                 .unwrap()
                 .is_none()
         );
