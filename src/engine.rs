@@ -173,10 +173,6 @@ impl Engine {
             (registered, dumps)
         });
         let Registered { features, statuses } = registered?;
-        let features: Vec<(u64, Arc<FeatureSet>)> = features
-            .into_iter()
-            .map(|(seq, set)| (seq, Arc::new(set)))
-            .collect();
         let vectors = top_up_vectors(vectors, &features)?;
         let keypoints = top_up_keypoints(keypoints, &features);
         let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
@@ -472,7 +468,7 @@ impl Engine {
 /// What start-up reads from the registry in one pass over its patterns.
 struct Registered {
     /// Every pattern's features at the current version, in registration order.
-    features: Vec<(u64, FeatureSet)>,
+    features: Vec<(u64, Arc<FeatureSet>)>,
     /// Every pattern's status, so searches return only published patterns.
     statuses: HashMap<u64, Status>,
 }
@@ -490,13 +486,13 @@ fn read_registered(registry: &Registry, blobs: &BlobStore) -> Result<Registered>
         page.par_iter()
             .map(|stored| {
                 if let Some(features) = current_features(stored) {
-                    return Ok((stored.seq, features));
+                    return Ok((stored.seq, Arc::new(features)));
                 }
                 let mut fresh = analyze(&blobs.get(&stored.sha256)?)?.features;
                 fresh.local.keep_registered();
                 registry.update_features(stored.seq, FEATURE_VERSION, &fresh)?;
                 redone.fetch_add(1, Ordering::Relaxed);
-                Ok((stored.seq, fresh))
+                Ok((stored.seq, Arc::new(fresh)))
             })
             .collect::<Result<Vec<_>>>()
     };

@@ -18,6 +18,14 @@ pub struct HashIndex {
     entries: RwLock<Vec<(u64, Hash256)>>,
 }
 
+impl FromIterator<(u64, Hash256)> for HashIndex {
+    fn from_iter<I: IntoIterator<Item = (u64, Hash256)>>(entries: I) -> Self {
+        HashIndex {
+            entries: RwLock::new(entries.into_iter().collect()),
+        }
+    }
+}
+
 impl HashIndex {
     pub fn insert(&self, seq: u64, upright: Hash256) {
         self.entries

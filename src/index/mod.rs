@@ -19,7 +19,7 @@ pub use keypoints::{
 pub use units::UnitIndex;
 
 use crate::error::Result;
-use crate::features::FeatureSet;
+use crate::features::{DihedralHashes, FeatureSet, repeat_unit};
 
 /// Global vectors: few, so a wide, exact-leaning graph.
 pub const VECTOR_SHAPE: GraphShape = GraphShape {
@@ -38,28 +38,44 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// Hash and unit indexes filled from `features` (in parallel: a unit's harmonics take an
-    /// FFT), around already loaded or built graphs.
+    /// Hash and unit indexes filled from `features`, around already loaded or built graphs.
+    /// Each index is filled at once: a unit's harmonics take an FFT, computed in parallel
+    /// first.
     pub fn new<'a>(
         vectors: VectorIndex,
         keypoints: KeypointIndex,
         features: impl IntoParallelIterator<Item = (&'a u64, &'a Arc<FeatureSet>)>,
     ) -> Indexes {
-        let indexes = Indexes {
-            structure: HashIndex::default(),
-            lightness: HashIndex::default(),
+        let features: Vec<(u64, &FeatureSet)> = features
+            .into_par_iter()
+            .map(|(seq, set)| (*seq, &**set))
+            .collect();
+        let harmonics: Vec<(u64, Vec<f32>)> = features
+            .par_iter()
+            .filter_map(|(seq, set)| {
+                Some((*seq, repeat_unit::harmonics(set.repeat_unit.as_ref()?)))
+            })
+            .collect();
+        let upright = |hashes: &Option<DihedralHashes>| hashes.as_ref().map(|h| h.upright());
+        Indexes {
+            structure: features
+                .iter()
+                .filter_map(|(seq, set)| Some((*seq, upright(&set.structure_hash)?)))
+                .collect(),
+            lightness: features
+                .iter()
+                .filter_map(|(seq, set)| Some((*seq, upright(&set.lightness_hash)?)))
+                .collect(),
             vectors,
             keypoints,
-            units: UnitIndex::default(),
-        };
-        features
-            .into_par_iter()
-            .for_each(|(seq, set)| indexes.insert_flat(*seq, set));
-        indexes
+            units: harmonics.into_iter().collect(),
+        }
     }
 
-    /// The indexes searched by a flat scan, which start-up fills rather than loads.
-    fn insert_flat(&self, seq: u64, features: &FeatureSet) {
+    /// Adds one newly registered print to every index.
+    pub fn insert(&self, seq: u64, features: &Arc<FeatureSet>) -> Result<()> {
+        self.vectors.insert(seq, &features.global_vector)?;
+        self.keypoints.insert(seq, features.clone());
         if let Some(hashes) = &features.structure_hash {
             self.structure.insert(seq, hashes.upright());
         }
@@ -69,13 +85,6 @@ impl Indexes {
         if let Some(unit) = &features.repeat_unit {
             self.units.insert(seq, unit);
         }
-    }
-
-    /// Adds one newly registered print to every index.
-    pub fn insert(&self, seq: u64, features: &Arc<FeatureSet>) -> Result<()> {
-        self.vectors.insert(seq, &features.global_vector)?;
-        self.keypoints.insert(seq, features.clone());
-        self.insert_flat(seq, features);
         Ok(())
     }
 }

@@ -29,14 +29,35 @@ fn padded(len: usize) -> usize {
     len.div_ceil(LANES) * LANES
 }
 
+impl Entries {
+    fn push(&mut self, seq: u64, harmonics: &[f32]) {
+        self.seqs.push(seq);
+        self.harmonics.extend(harmonics);
+        let padding = padded(harmonics.len()) - harmonics.len();
+        self.harmonics.extend(std::iter::repeat_n(0.0, padding));
+    }
+}
+
+/// Units given by their harmonics ([`repeat_unit::harmonics`]), as start-up fills the index.
+impl FromIterator<(u64, Vec<f32>)> for UnitIndex {
+    fn from_iter<I: IntoIterator<Item = (u64, Vec<f32>)>>(units: I) -> Self {
+        let mut entries = Entries::default();
+        for (seq, harmonics) in units {
+            entries.push(seq, &harmonics);
+        }
+        UnitIndex {
+            entries: RwLock::new(entries),
+        }
+    }
+}
+
 impl UnitIndex {
     pub fn insert(&self, seq: u64, unit: &RepeatUnit) {
         let harmonics = repeat_unit::harmonics(unit);
-        let mut entries = self.entries.write().expect("unit index lock");
-        entries.seqs.push(seq);
-        entries.harmonics.extend(&harmonics);
-        let padding = padded(harmonics.len()) - harmonics.len();
-        entries.harmonics.extend(std::iter::repeat_n(0.0, padding));
+        self.entries
+            .write()
+            .expect("unit index lock")
+            .push(seq, &harmonics);
     }
 
     /// The `k` registered units whose harmonics come closest to any of the query's (one per
@@ -128,6 +149,11 @@ mod tests {
             assert!((cosine - plain(*seq)).abs() < 1e-4);
         }
         assert!(index.nearest(query.harmonics(), 0).is_empty());
+        // Filled at once, as start-up fills it: the same answers.
+        let filled: UnitIndex = (1..=12)
+            .map(|seq| (seq, repeat_unit::harmonics(&unit(seq))))
+            .collect();
+        assert_eq!(filled.nearest(query.harmonics(), 5), nearest);
         assert!(
             UnitIndex::default()
                 .nearest(query.harmonics(), 5)

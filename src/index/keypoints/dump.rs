@@ -140,6 +140,8 @@ impl KeypointIndex {
 pub struct KeypointDump {
     path: PathBuf,
     seqs: Vec<u64>,
+    /// By print: one past its highest keypoint in the lists.
+    keypoints_needed: Vec<u16>,
     vocabulary: Option<Vocabulary>,
     leaves: Vec<Leaf>,
     keypoints: usize,
@@ -234,9 +236,22 @@ impl KeypointDump {
         if crc != stored {
             return Err(damaged("checksum mismatch"));
         }
+        // Each print's highest indexed keypoint, so that `attach` checks prints, not entries.
+        let mut keypoints_needed = vec![0u16; seqs.len()];
+        for &entry in leaves
+            .iter()
+            .flat_map(|l| &l.lists)
+            .flat_map(|l| &l.entries)
+        {
+            let needed = keypoints_needed
+                .get_mut((entry >> KEYPOINT_BITS) as usize)
+                .ok_or_else(|| damaged("an entry of a print not listed"))?;
+            *needed = (*needed).max((entry & ((1 << KEYPOINT_BITS) - 1)) as u16 + 1);
+        }
         Ok(Some(KeypointDump {
             path: path.into(),
             seqs,
+            keypoints_needed,
             vocabulary,
             leaves,
             keypoints,
@@ -253,6 +268,7 @@ impl KeypointDump {
         let KeypointDump {
             path,
             seqs,
+            keypoints_needed,
             vocabulary,
             leaves,
             keypoints,
@@ -265,17 +281,10 @@ impl KeypointDump {
                 None => return Ok(None),
             }
         }
-        let entries = leaves
+        let in_range = prints
             .iter()
-            .flat_map(|leaf| &leaf.lists)
-            .flat_map(|l| &l.entries);
-        let in_range = entries.copied().all(|entry| {
-            prints
-                .get((entry >> KEYPOINT_BITS) as usize)
-                .is_some_and(|(_, descriptors)| {
-                    ((entry & ((1 << KEYPOINT_BITS) - 1)) as usize) < descriptors.len()
-                })
-        });
+            .zip(&keypoints_needed)
+            .all(|((_, descriptors), &needed)| usize::from(needed) <= descriptors.len());
         let expected: usize = prints.iter().map(|(_, d)| d.len()).sum();
         if !in_range || keypoints != expected {
             return Err(damaged("entries do not match the prints' keypoints"));
