@@ -177,6 +177,7 @@ impl Engine {
         let keypoints = top_up_keypoints(keypoints, &features);
         let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
         let indexes = Indexes::new(vectors, keypoints, &features);
+        release_free_memory();
         tracing::info!(
             patterns = features.len(),
             "registry open in {}",
@@ -464,6 +465,20 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Hands back to the kernel the free pages inside the allocator's heaps: start-up's transient
+/// buffers (pages of stored features, dump reads, harmonics) leave holes among what it keeps,
+/// and glibc, tuned to keep freed buffers (`main.rs`), would hold them for the process's life.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// What start-up reads from the registry in one pass over its patterns.
 struct Registered {
