@@ -11,7 +11,9 @@ mod evidence;
 
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
-use support::{Server, fixture, generated_print, huaxing, image_part, top_id};
+use support::{
+    Server, fixture, generated_print, huaxing, image_part, register_original_and_held_copy, top_id,
+};
 
 #[test]
 fn clerk_registers_and_anyone_finds_the_print() {
@@ -419,24 +421,14 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
 fn a_pattern_held_for_review_stays_out_of_searches_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let original = server.register_id(fixture("print_a.png"), "original");
-    let (status, held) = server.register(fixture("print_a.jpg"), "held copy");
-    assert_eq!(
-        (status, held["status"].as_str()),
-        (201, Some("pending_review"))
-    );
+    let (original, held) = register_original_and_held_copy(&server);
     server.kill();
 
     let server = Server::start(dir.path());
     let found = server.search(fixture("print_a.jpg"));
-    let ids: Vec<&str> = found["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.first(), Some(&original.as_str()), "{found}");
-    assert!(!ids.contains(&held["id"].as_str().unwrap()), "{found}");
+    assert_eq!(top_id(&found), original);
+    let matches = found["matches"].as_array().unwrap();
+    assert!(matches.iter().all(|m| m["id"] != held["id"]), "{found}");
 }
 
 #[test]

@@ -14,7 +14,10 @@ use reqwest::blocking::multipart::Form;
 use serde_json::{Value, json};
 use sha2_011::Sha256;
 
-use crate::support::{ADMIN_TOKEN, Server, fixture, generated_print, huaxing, image_part, top_id};
+use crate::support::{
+    ADMIN_TOKEN, Server, fixture, generated_print, huaxing, image_part,
+    register_original_and_held_copy, top_id,
+};
 
 fn digest(text: &str) -> sha2_011::digest::Output<Sha256> {
     let bytes: [u8; 32] = hex::decode(text).unwrap().try_into().unwrap();
@@ -107,13 +110,7 @@ fn an_independent_rfc6962_verifier_accepts_every_proof_and_consistency() {
 fn a_copy_waits_for_a_clerk_and_every_decision_is_logged() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let original = server.register_id(fixture("print_a.png"), "Peony toss");
-    let (status, held) = server.register(fixture("print_a.jpg"), "Peony toss, again");
-    assert_eq!(
-        (status, held["status"].as_str()),
-        (201, Some("pending_review"))
-    );
-    assert_eq!(held["duplicates"][0]["id"], original.as_str());
+    let (original, held) = register_original_and_held_copy(&server);
     let held_id = held["id"].as_str().unwrap().to_string();
 
     // Unpublished: searches never return it, the review queue shows it with its match.

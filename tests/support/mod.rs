@@ -240,6 +240,19 @@ pub fn image_part(bytes: Vec<u8>) -> multipart::Part {
     multipart::Part::bytes(bytes).file_name("upload.png")
 }
 
+/// Registers `print_a.png`, then its JPEG copy, which is held for review as a duplicate of it:
+/// the original's id and the held copy's record.
+pub fn register_original_and_held_copy(server: &Server) -> (String, Value) {
+    let original = server.register_id(fixture("print_a.png"), "Peony toss");
+    let (status, held) = server.register(fixture("print_a.jpg"), "Peony toss, again");
+    assert_eq!(
+        (status, held["status"].as_str()),
+        (201, Some("pending_review"))
+    );
+    assert_eq!(held["duplicates"][0]["id"], original.as_str());
+    (original, held)
+}
+
 /// A distinct generated print for each seed, as PNG bytes.
 pub fn generated_print(seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
