@@ -39,7 +39,7 @@ pub struct Indexes {
 
 impl Indexes {
     /// Hash and unit indexes filled from `features`, around already loaded or built graphs.
-    /// Each index is filled at once: a unit's harmonics take an FFT, computed in parallel
+    /// Each index is filled at once, the units' harmonics (an FFT each) computed in parallel
     /// first.
     pub fn new<'a>(
         vectors: VectorIndex,
