@@ -164,7 +164,7 @@ fn nearest_of_100k_hashes(bencher: divan::Bencher) {
         }
         index
     });
-    let query = DihedralHashes(std::array::from_fn(|i| noise_hash(1_000_000 + i as u64)));
+    let query = DihedralHashes::new(std::array::from_fn(|i| noise_hash(1_000_000 + i as u64)));
     LazyLock::force(&HASHES);
     bencher.bench(|| HASHES.nearest(divan::black_box(&query), 17));
 }

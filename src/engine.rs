@@ -295,7 +295,8 @@ impl Engine {
 
     /// Adds a committed registration to the in-memory indexes. It is stored already, so a
     /// failure here is logged, not answered: the next start catches the indexes up.
-    fn index(&self, seq: u64, features: FeatureSet) {
+    fn index(&self, seq: u64, mut features: FeatureSet) {
+        features.keep_reference();
         let features = Arc::new(features);
         if let Err(e) = self.indexes.insert(seq, &features) {
             tracing::error!("pattern {seq} is registered but not fully indexed until restart: {e}");
@@ -319,7 +320,7 @@ impl Engine {
     /// The `k` published patterns most similar to a registered one, itself left out.
     pub fn similar_to(&self, id: &str, k: usize) -> Result<Vec<Match>> {
         let seq = self.get(id)?.seq;
-        self.rank(&*self.features_of(id)?, Some(seq), Wanted::Best(k))
+        self.rank(&self.features_of(id)?, Some(seq), Wanted::Best(k))
     }
 
     fn rank(&self, query: &FeatureSet, itself: Option<u64>, asked: Wanted) -> Result<Vec<Match>> {
@@ -427,15 +428,16 @@ impl Engine {
         })
     }
 
-    /// The stored features of a registered pattern.
-    pub fn features_of(&self, id: &str) -> Result<Arc<FeatureSet>> {
+    /// The stored features of a registered pattern, whole (memory holds a reference's part,
+    /// [`FeatureSet::keep_reference`]), to search or compare it as a query.
+    pub fn features_of(&self, id: &str) -> Result<FeatureSet> {
         let seq = self.get(id)?.seq;
-        self.features
-            .read()
-            .expect("features lock")
-            .get(&seq)
-            .cloned()
-            .ok_or_else(|| Error::Integrity(format!("pattern {id} has no features in memory")))
+        let stored = self
+            .registry
+            .features_of(seq)?
+            .ok_or_else(|| Error::Integrity(format!("pattern {id} has no stored features")))?;
+        FeatureSet::from_bytes(&stored.bytes)
+            .map_err(|e| Error::Integrity(format!("features of pattern {id} unreadable: {e}")))
     }
 
     /// The original upload of a registered pattern and its media type.
@@ -500,14 +502,18 @@ fn read_registered(registry: &Registry, blobs: &BlobStore) -> Result<Registered>
     let parse = |page: &[StoredFeatures]| {
         page.par_iter()
             .map(|stored| {
-                if let Some(features) = current_features(stored) {
-                    return Ok((stored.seq, Arc::new(features)));
-                }
-                let mut fresh = analyze(&blobs.get(&stored.sha256)?)?.features;
-                fresh.local.keep_registered();
-                registry.update_features(stored.seq, FEATURE_VERSION, &fresh)?;
-                redone.fetch_add(1, Ordering::Relaxed);
-                Ok((stored.seq, Arc::new(fresh)))
+                let mut features = match current_features(stored) {
+                    Some(features) => features,
+                    None => {
+                        let mut fresh = analyze(&blobs.get(&stored.sha256)?)?.features;
+                        fresh.local.keep_registered();
+                        registry.update_features(stored.seq, FEATURE_VERSION, &fresh)?;
+                        redone.fetch_add(1, Ordering::Relaxed);
+                        fresh
+                    }
+                };
+                features.keep_reference();
+                Ok((stored.seq, Arc::new(features)))
             })
             .collect::<Result<Vec<_>>>()
     };

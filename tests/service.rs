@@ -150,6 +150,22 @@ fn batch_search_answers_in_order_and_compare_explains() {
     assert_eq!((status, different["copy"].as_bool()), (200, Some(false)));
     assert_eq!(different["b"]["id"], b_id.as_str());
 
+    // A registered print compared as the query is read whole: its turn is still explained.
+    let turned_id = server.register(fixture("print_a_rot90.png"), "a turned").1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = Form::new()
+        .text("a_id", turned_id)
+        .text("b_id", a_id.clone());
+    let (status, registered) = server.post("/api/v1/compare", ids);
+    assert_eq!(status, 200, "{registered}");
+    assert_eq!(registered["copy"], true);
+    assert_eq!(
+        registered["explanation"]["orientation"],
+        same["explanation"]["orientation"]
+    );
+
     let mixed = Form::new()
         .part("a", Part::bytes(fixture("print_a.jpg")).file_name("a.jpg"))
         .text("b_id", a_id);

@@ -332,7 +332,7 @@ impl Side {
         match self {
             Side::Upload(bytes) => Ok((analyze(bytes)?.features, Value::Null)),
             Side::Registered(id) => Ok((
-                engine.features_of(id)?.as_ref().clone(),
+                engine.features_of(id)?,
                 serde_json::to_value(engine.get(id)?).expect("records serialise"),
             )),
         }

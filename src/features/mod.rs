@@ -90,6 +90,18 @@ impl FeatureSet {
         bytes
     }
 
+    /// Keeps what a registered print is compared by as a reference, in memory: its hashes
+    /// upright only (a query turns itself to meet them). A registered print searched or compared
+    /// as a query is read whole from the registry ([`crate::engine::Engine::features_of`]).
+    pub fn keep_reference(&mut self) {
+        for hashes in [&mut self.structure_hash, &mut self.lightness_hash]
+            .into_iter()
+            .flatten()
+        {
+            hashes.keep_upright();
+        }
+    }
+
     /// Reads the stored form, refusing a set whose keypoints and descriptors disagree.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let features: FeatureSet = match bytes.split_first() {

@@ -64,7 +64,7 @@ mod tests {
             seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .rotate_left(i as u32 * 7)
         };
-        DihedralHashes([Hash256([word(1), word(2), word(3), word(4)]); 8])
+        DihedralHashes::new([Hash256([word(1), word(2), word(3), word(4)]); 8])
     }
 
     #[test]

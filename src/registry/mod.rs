@@ -559,21 +559,24 @@ impl Registry {
     /// would take gigabytes, and their freed buffers would fragment the heap).
     pub fn features_after(&self, after: u64, limit: usize) -> Result<Vec<StoredFeatures>> {
         self.with(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT seq, status, sha256, feature_version, features FROM patterns
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {STORED_FEATURES} FROM patterns WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
             statement
-                .query_map(params![after, limit as i64], |r| {
-                    Ok(StoredFeatures {
-                        seq: r.get(0)?,
-                        status: parse_status(r, 1)?,
-                        sha256: r.get(2)?,
-                        feature_version: r.get(3)?,
-                        bytes: r.get(4)?,
-                    })
-                })?
+                .query_map(params![after, limit as i64], stored_features)?
                 .collect()
+        })
+    }
+
+    /// One pattern's stored features.
+    pub fn features_of(&self, seq: u64) -> Result<Option<StoredFeatures>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {STORED_FEATURES} FROM patterns WHERE seq = ?1"),
+                [seq],
+                stored_features,
+            )
+            .optional()
         })
     }
 
@@ -616,6 +619,19 @@ fn record(row: &Row) -> rusqlite::Result<PatternRecord> {
         width: row.get(9)?,
         height: row.get(10)?,
         submitted_by: row.get(11)?,
+    })
+}
+
+/// The columns [`stored_features`] reads.
+const STORED_FEATURES: &str = "seq, status, sha256, feature_version, features";
+
+fn stored_features(r: &Row) -> rusqlite::Result<StoredFeatures> {
+    Ok(StoredFeatures {
+        seq: r.get(0)?,
+        status: parse_status(r, 1)?,
+        sha256: r.get(2)?,
+        feature_version: r.get(3)?,
+        bytes: r.get(4)?,
     })
 }
 

@@ -1114,7 +1114,7 @@ mod tests {
         for bit in 0..flipped as usize {
             hash.0[bit / 64] |= 1 << (bit % 64);
         }
-        let hashes = DihedralHashes([hash; 8]);
+        let hashes = DihedralHashes::new([hash; 8]);
         features.lightness_hash = Some(hashes.clone());
         features.structure_hash = Some(hashes);
         features

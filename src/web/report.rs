@@ -56,7 +56,7 @@ impl Source {
                 let (bytes, _) = engine.image(&id)?;
                 Ok(Side {
                     pixels: decode(&bytes)?.pixels,
-                    features: engine.features_of(&id)?.as_ref().clone(),
+                    features: engine.features_of(&id)?,
                     proof: Some(engine.registry().proof(&id)?),
                     label: format!(
                         "{letter}: {} {}",
