@@ -14,7 +14,8 @@ use rayon::prelude::*;
 pub use graph::{Graph, GraphShape, Hit, VectorIndex};
 pub use hashes::{HashHit, HashIndex};
 pub use keypoints::{
-    KeypointDump, KeypointIndex, nearest_below, squared_bound, squared_distance_below,
+    KeypointDump, KeypointIndex, LookupBuffers, nearest_below, squared_bound,
+    squared_distance_below,
 };
 pub use units::UnitIndex;
 

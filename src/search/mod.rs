@@ -19,7 +19,7 @@ use crate::features::global_vector::similarity;
 use crate::features::keypoints::{Descriptor, MATCH_DISTANCE};
 use crate::features::repeat_unit::UnitComparison;
 use crate::features::{Dihedral, FeatureSet};
-use crate::index::Indexes;
+use crate::index::{Indexes, LookupBuffers};
 use crate::lang::Lang;
 pub use explanation::{Explanation, Finding, Reading, Signal, Transform, orientation_words};
 use local::{
@@ -150,11 +150,12 @@ impl<'a> Query<'a> {
             .collect();
         let landings: Vec<Vec<(u64, usize)>> = lookups
             .par_iter()
-            .map(|descriptor| {
+            .map_init(LookupBuffers::default, |buffers, descriptor| {
                 let mut near = indexes.keypoints.keypoints_near(
                     descriptor,
                     KEYPOINT_NEIGHBOURS,
                     MATCH_DISTANCE,
+                    buffers,
                 );
                 near.retain(|(seq, _)| Some(*seq) != itself);
                 near

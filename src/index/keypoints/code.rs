@@ -419,51 +419,64 @@ impl Vocabulary {
         below.start + nearest(&self.leaves[below], code)
     }
 
-    /// The leaves a lookup follows: the nearest leaves below the nearest top centres. With the
-    /// CPU's popcount instruction where it has one, as [`close_codes`].
-    pub(super) fn leaves_near(&self, code: &Code) -> Vec<usize> {
+    /// The leaves a lookup follows, into `leaves` as (bits, leaf), nearest first: the nearest
+    /// leaves below the nearest top centres, ranked in `tops`. With the CPU's popcount
+    /// instruction where it has one, as [`close_codes`].
+    pub(super) fn leaves_near(
+        &self,
+        code: &Code,
+        tops: &mut Vec<(u32, usize)>,
+        leaves: &mut Vec<(u32, usize)>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU has popcnt, checked just above.
-            return unsafe { self.leaves_near_popcnt(code) };
+            return unsafe { self.leaves_near_popcnt(code, tops, leaves) };
         }
-        self.leaves_near_portable(code)
+        self.leaves_near_portable(code, tops, leaves)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "popcnt")]
-    unsafe fn leaves_near_popcnt(&self, code: &Code) -> Vec<usize> {
-        self.leaves_near_portable(code)
+    unsafe fn leaves_near_popcnt(
+        &self,
+        code: &Code,
+        tops: &mut Vec<(u32, usize)>,
+        leaves: &mut Vec<(u32, usize)>,
+    ) {
+        self.leaves_near_portable(code, tops, leaves)
     }
 
     /// Loops rather than iterator adapters: an adapter's `next` is compiled apart from its
     /// caller, without the popcount instruction.
     #[inline(always)]
-    fn leaves_near_portable(&self, code: &Code) -> Vec<usize> {
-        let mut tops = Vec::with_capacity(self.top.len());
+    fn leaves_near_portable(
+        &self,
+        code: &Code,
+        tops: &mut Vec<(u32, usize)>,
+        leaves: &mut Vec<(u32, usize)>,
+    ) {
+        tops.clear();
         for (t, centre) in self.top.iter().enumerate() {
             tops.push((hamming(centre, code), t));
         }
-        let mut leaves = Vec::new();
-        for (_, t) in smallest(tops, PROBE_TOP) {
+        keep_smallest(tops, PROBE_TOP);
+        leaves.clear();
+        for &(_, t) in tops.iter() {
             for leaf in self.leaves_below(t) {
                 leaves.push((hamming(&self.leaves[leaf], code), leaf));
             }
         }
-        smallest(leaves, PROBE_LEAVES)
-            .into_iter()
-            .map(|(_, l)| l)
-            .collect()
+        keep_smallest(leaves, PROBE_LEAVES);
     }
 }
 
-/// The `k` smallest of `items`, in order. Selecting them first spares a full sort of up to
-/// 512 centres in each of a query's 768 lookups (the sorts were 8% of an import's time).
-pub(super) fn smallest(mut items: Vec<(u32, usize)>, k: usize) -> Vec<(u32, usize)> {
+/// Keeps the `k` smallest of `items`, in order. Selecting them first spares a full sort of up
+/// to 512 centres in each of a query's 768 lookups (the sorts were 8% of an import's time).
+pub(super) fn keep_smallest<T: Ord>(items: &mut Vec<T>, k: usize) {
     if items.len() > k {
         items.select_nth_unstable(k);
         items.truncate(k);
     }
     items.sort_unstable();
-    items
 }

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use code::{
-    Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of, smallest,
+    Code, LIST_TARGET, MAX_BRANCHING, SAMPLE_PER_CENTRE, Vocabulary, close_codes, code_of,
+    keep_smallest,
 };
 pub use code::{nearest_below, squared_bound, squared_distance_below};
 pub use dump::KeypointDump;
@@ -218,30 +219,37 @@ impl KeypointIndex {
 
     /// The registered keypoints within `max_distance` of `descriptor`, as (print, keypoint's
     /// index in the print), the `k` nearest found (of the 4k whose codes are closest), nearest
-    /// first.
+    /// first. `buffers` is the working room of the caller's thread.
     pub fn keypoints_near(
         &self,
         descriptor: &Descriptor,
         k: usize,
         max_distance: f32,
+        buffers: &mut LookupBuffers,
     ) -> Vec<(u64, usize)> {
         let code = code_of(descriptor);
         let contents = self.read();
-        let lists = lists_to_scan(&contents, &code);
-        let bound = squared_bound(max_distance);
-        let mut found: Vec<(u32, (u64, usize))> = Vec::new();
-        let mut close = Vec::new();
-        let mut shortlist = Vec::new();
-        for list in lists {
+        lists_to_scan(&contents, &code, buffers);
+        let LookupBuffers {
+            lists,
+            close,
+            shortlist,
+            found,
+            ..
+        } = buffers;
+        shortlist.clear();
+        for &(leaf, list) in lists.iter() {
+            let list = &contents.leaves[leaf].lists[list];
             close.clear();
-            close_codes(&code, &list.codes, SHORTLIST_BITS, &mut close);
+            close_codes(&code, &list.codes, SHORTLIST_BITS, close);
             shortlist.extend(close.iter().map(|&(bits, i)| (bits, list.entries[i])));
         }
-        let checked = (SHORTLIST_PER_NEIGHBOUR * k).min(shortlist.len());
+        let checked = SHORTLIST_PER_NEIGHBOUR.saturating_mul(k);
         if checked < shortlist.len() {
             shortlist.select_nth_unstable(checked);
             shortlist.truncate(checked);
         }
+        let bound = squared_bound(max_distance);
         let held = |entry: u32| {
             let (seq, descriptors) = &contents.prints[(entry >> KEYPOINT_BITS) as usize];
             let keypoint = (entry & ((1 << KEYPOINT_BITS) - 1)) as usize;
@@ -250,10 +258,11 @@ impl KeypointIndex {
         // Each held descriptor lies with its own print, far from the others, and waiting for
         // memory was most of a lookup's time: ask for all of them before reading any, so that
         // the waits overlap.
-        for &(_, entry) in &shortlist {
+        for &(_, entry) in shortlist.iter() {
             prefetch(held(entry).1);
         }
-        for &(_, entry) in &shortlist {
+        found.clear();
+        for &(_, entry) in shortlist.iter() {
             let (keypoint, descriptor_held) = held(entry);
             if let Some(squared) =
                 squared_distance_below(descriptor, &descriptor_held.unpack(), bound)
@@ -261,47 +270,87 @@ impl KeypointIndex {
                 found.push((squared, keypoint));
             }
         }
-        found.sort_unstable();
-        found
-            .into_iter()
-            .take(k)
-            .map(|(_, keypoint)| keypoint)
-            .collect()
+        keep_smallest(found, k);
+        found.iter().map(|&(_, keypoint)| keypoint).collect()
     }
 }
 
-/// The lists a lookup of `code` scans: under the leaves nearest it, the whole list of each
-/// leaf that has not split, and of the split leaves' lists the `PROBE_LISTS` nearest. Only
-/// when they are more than that are they ranked: in a registry of 10,000 most split leaves
-/// hold a few lists, and ranking them all for nothing made an import 7% slower.
-fn lists_to_scan<'c>(contents: &'c Contents, code: &Code) -> Vec<&'c PostingList> {
-    let leaves: Vec<&Leaf> = match &contents.vocabulary {
-        Some(vocabulary) => vocabulary
-            .leaves_near(code)
-            .into_iter()
-            .map(|l| &contents.leaves[l])
-            .collect(),
-        None => vec![&contents.leaves[0]],
-    };
-    let (unsplit, split): (Vec<&Leaf>, Vec<&Leaf>) =
-        leaves.into_iter().partition(|leaf| leaf.centres.is_empty());
-    let mut scanned: Vec<&PostingList> = unsplit.iter().map(|leaf| &leaf.lists[0]).collect();
-    if split.iter().map(|leaf| leaf.lists.len()).sum::<usize>() <= PROBE_LISTS {
-        scanned.extend(split.iter().flat_map(|leaf| &leaf.lists));
-        return scanned;
-    }
-    let (mut candidates, mut ranked, mut distances) = (Vec::new(), Vec::new(), Vec::new());
-    for leaf in split {
-        distances.clear();
-        leaf.lists_by_distance(code, &mut distances);
-        for &(bits, list) in &distances {
-            ranked.push((bits, candidates.len()));
-            candidates.push(&leaf.lists[list]);
+/// A thread's working room for lookups, kept from one to the next: a query's 768 to 1,280
+/// lookups each filled a dozen vectors afresh, and the allocator's work and the waits on its
+/// lock were a seventh of the CPU of an import into 100,000 prints (docs/scale.md, step 35).
+#[derive(Default)]
+pub struct LookupBuffers {
+    /// The vocabulary's top centres, as (bits, centre).
+    tops: Vec<(u32, usize)>,
+    /// The leaves followed, as (bits, leaf), nearest first.
+    leaves: Vec<(u32, usize)>,
+    /// The lists of one split leaf, as (bits, list).
+    distances: Vec<(u32, usize)>,
+    /// The lists of every split leaf followed, as (bits, position in `leaves`, list).
+    ranked_lists: Vec<(u32, usize, usize)>,
+    /// The lists to scan, as (leaf, list within it).
+    lists: Vec<(usize, usize)>,
+    /// Codes close to the query's in one list, as (bits, position in the list).
+    close: Vec<(u32, usize)>,
+    /// Entries of close codes over every list scanned, as (bits, entry).
+    shortlist: Vec<(u32, u32)>,
+    /// Keypoints within the match distance, as (squared distance, (print, keypoint)).
+    found: Vec<(u32, (u64, usize))>,
+}
+
+/// Fills `buffers.lists` with the lists a lookup of `code` scans: under the leaves nearest it,
+/// the whole list of each leaf that has not split, and of the split leaves' lists the
+/// `PROBE_LISTS` nearest. Only when they are more than that are they ranked: in a registry of
+/// 10,000 most split leaves hold a few lists, and ranking them all for nothing made an import
+/// 7% slower.
+fn lists_to_scan(contents: &Contents, code: &Code, buffers: &mut LookupBuffers) {
+    let LookupBuffers {
+        tops,
+        leaves,
+        distances,
+        ranked_lists,
+        lists,
+        ..
+    } = buffers;
+    match &contents.vocabulary {
+        Some(vocabulary) => vocabulary.leaves_near(code, tops, leaves),
+        None => {
+            leaves.clear();
+            leaves.push((0, 0));
         }
     }
-    let nearest = smallest(ranked, PROBE_LISTS);
-    scanned.extend(nearest.into_iter().map(|(_, c)| candidates[c]));
-    scanned
+    let is_split = |leaf: usize| !contents.leaves[leaf].centres.is_empty();
+    let split_lists: usize = leaves
+        .iter()
+        .filter(|&&(_, leaf)| is_split(leaf))
+        .map(|&(_, leaf)| contents.leaves[leaf].lists.len())
+        .sum();
+    lists.clear();
+    for &(_, leaf) in leaves.iter() {
+        if !is_split(leaf) {
+            lists.push((leaf, 0));
+        } else if split_lists <= PROBE_LISTS {
+            lists.extend((0..contents.leaves[leaf].lists.len()).map(|list| (leaf, list)));
+        }
+    }
+    if split_lists <= PROBE_LISTS {
+        return;
+    }
+    // Ties keep the order of the leaves, nearest first, then of the lists within each.
+    ranked_lists.clear();
+    for (position, &(_, leaf)) in leaves.iter().enumerate() {
+        if is_split(leaf) {
+            distances.clear();
+            contents.leaves[leaf].lists_by_distance(code, distances);
+            ranked_lists.extend(distances.iter().map(|&(bits, list)| (bits, position, list)));
+        }
+    }
+    keep_smallest(ranked_lists, PROBE_LISTS);
+    lists.extend(
+        ranked_lists
+            .iter()
+            .map(|&(_, position, list)| (leaves[position].1, list)),
+    );
 }
 
 /// The codes of a print's descriptors, in keypoint order.
@@ -436,10 +485,11 @@ mod tests {
         queries: &[Descriptor],
     ) -> f32 {
         let (mut wanted, mut found) = (0, 0);
+        let mut buffers = LookupBuffers::default();
         for query in queries {
             let truth = exact(prints, query);
             let got: HashSet<u64> = index
-                .keypoints_near(query, usize::MAX, MATCH_DISTANCE)
+                .keypoints_near(query, usize::MAX, MATCH_DISTANCE, &mut buffers)
                 .into_iter()
                 .map(|(seq, _)| seq)
                 .collect();
@@ -527,7 +577,12 @@ mod tests {
         reloaded.insert(5, more[0].1.clone());
         assert!(
             reloaded
-                .keypoints_near(&more[0].1.local.descriptors[0].unpack(), 100, 1.0)
+                .keypoints_near(
+                    &more[0].1.local.descriptors[0].unpack(),
+                    100,
+                    1.0,
+                    &mut LookupBuffers::default(),
+                )
                 .contains(&(5, 0))
         );
 
