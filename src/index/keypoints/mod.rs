@@ -219,7 +219,7 @@ impl KeypointIndex {
 
     /// The registered keypoints within `max_distance` of `descriptor`, as (print, keypoint's
     /// index in the print), the `k` nearest found (of the 4k whose codes are closest), nearest
-    /// first. `buffers` is the working room of the caller's thread.
+    /// first. `buffers` is the caller's working room, reused from its last lookup.
     pub fn keypoints_near(
         &self,
         descriptor: &Descriptor,
@@ -275,7 +275,7 @@ impl KeypointIndex {
     }
 }
 
-/// A thread's working room for lookups, kept from one to the next: a query's 768 to 1,280
+/// Working room for a run of lookups, kept from one to the next: a query's 768 to 1,280
 /// lookups each filled a dozen vectors afresh, and the allocator's work and the waits on its
 /// lock were a seventh of the CPU of an import into 100,000 prints (docs/scale.md, step 35).
 #[derive(Default)]
