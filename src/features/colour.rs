@@ -1,6 +1,6 @@
 //! The mean colour of a print in CIELAB: a weak signal on its own (a recolouring changes it
-//! entirely), kept to order prints that the structure signals cannot tell apart, such as plain
-//! grounds.
+//! entirely), kept to find candidates for prints that the structure signals cannot tell apart,
+//! such as plain grounds.
 
 use super::{Extractor, FeatureSet};
 use crate::normalize::PrintImage;

@@ -55,6 +55,20 @@ impl InkMap {
         (ink < self.inks.len()).then_some(ink)
     }
 
+    /// The share of the map's cells each ink covers, in the order of `inks`.
+    pub fn shares(&self) -> Vec<f32> {
+        let mut cells = vec![0u32; self.inks.len()];
+        for y in 0..i32::from(self.height) {
+            for x in 0..i32::from(self.width) {
+                if let Some(ink) = self.ink_at(x, y) {
+                    cells[ink] += 1;
+                }
+            }
+        }
+        let total = (usize::from(self.width) * usize::from(self.height)).max(1) as f32;
+        cells.into_iter().map(|n| n as f32 / total).collect()
+    }
+
     /// The width and height of one cell in an image `width` × `height` that the map covers.
     pub fn cell_size(&self, width: u32, height: u32) -> (f32, f32) {
         (

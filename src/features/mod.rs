@@ -28,7 +28,7 @@ pub struct FeatureSet {
     pub structure_hash: Option<DihedralHashes>,
     /// The same hash of the lightness channel; `None` for a print of one lightness.
     pub lightness_hash: Option<DihedralHashes>,
-    /// Mean CIELAB colour: orders prints that the structure cannot tell apart.
+    /// Mean CIELAB colour: finds candidates for a print whose structure says nothing.
     pub mean_colour: [f32; 3],
     /// Keypoints and descriptors of the structure channel.
     pub local: keypoints::LocalFeatures,

@@ -263,7 +263,7 @@ pub enum Finding {
     NoRepeat,
     /// The global vector, which only proposes candidates.
     CandidatesOnly,
-    /// The mean colours' difference, which only orders equal scores.
+    /// The mean colours' difference, reported only (equal scores are ordered by the inks).
     ColourDifference { delta_e: f32 },
 }
 
@@ -346,10 +346,10 @@ impl Finding {
             }
             Finding::CandidatesOnly => "与方向无关的 DCT 幅值的余弦相似度(仅用于查找候选)".into(),
             Finding::ColourDifference { delta_e } if english => {
-                format!("mean colours differ by ΔE {delta_e:.1} (orders equal scores only)")
+                format!("mean colours differ by ΔE {delta_e:.1} (reported only)")
             }
             Finding::ColourDifference { delta_e } => {
-                format!("平均颜色相差 ΔE {delta_e:.1}(仅用于区分同分)")
+                format!("平均颜色相差 ΔE {delta_e:.1}(仅供参考)")
             }
         }
     }
@@ -486,7 +486,7 @@ mod tests {
         );
         assert_eq!(
             signal.detail,
-            "mean colours differ by ΔE 3.0 (orders equal scores only)"
+            "mean colours differ by ΔE 3.0 (reported only)"
         );
         let json = serde_json::to_value(&signal).unwrap();
         assert_eq!(json["finding"]["kind"], "colour_difference");

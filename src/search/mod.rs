@@ -80,9 +80,10 @@ pub struct Comparison {
     /// The verdict at the configured operating point.
     pub copy: bool,
     pub explanation: Explanation,
-    /// ΔE between the mean colours: breaks ties between equal scores.
+    /// How far apart the two prints' inks lie ([`palette::ink_difference`]): breaks ties
+    /// between equal scores.
     #[serde(skip)]
-    pub colour_difference: f32,
+    pub ink_difference: f32,
 }
 
 /// A query's features with what the verifier derives from them once per query.
@@ -639,7 +640,7 @@ fn score_pair(
             local: evidence,
             palette,
         },
-        colour_difference,
+        ink_difference: palette::ink_difference(query.features, reference),
     }
 }
 
@@ -818,7 +819,7 @@ pub fn rank(
         .collect();
     ranked.sort_by(|a, b| {
         (b.1.score.total_cmp(&a.1.score))
-            .then(a.1.colour_difference.total_cmp(&b.1.colour_difference))
+            .then(a.1.ink_difference.total_cmp(&b.1.ink_difference))
             .then(a.0.cmp(&b.0))
     });
     ranked.truncate(k);
@@ -1105,6 +1106,50 @@ mod tests {
         assert!(repeat.fired, "{}", repeat.detail);
         assert!(best.copy, "{}", best.explanation.summary);
         assert!(ranked[1..].iter().all(|(_, c)| !c.copy));
+    }
+
+    /// A print of one CIELAB colour, `ground`, with a band of `motif` across its first
+    /// `motif_rows` of 96 rows; no hashes, no keypoints.
+    fn print_in_inks(ground: [f32; 3], motif: [f32; 3], motif_rows: usize) -> Arc<FeatureSet> {
+        let side = 96;
+        let lab: Vec<[f32; 3]> = (0..side * side)
+            .map(|i| if i / side < motif_rows { motif } else { ground })
+            .collect();
+        let mut features = FeatureSet::default();
+        features.inks = crate::features::inks::ink_map(&lab, side, side);
+        let mean = |c: usize| lab.iter().map(|pixel| pixel[c]).sum::<f32>() / lab.len() as f32;
+        features.mean_colour = [mean(0), mean(1), mean(2)];
+        Arc::new(features)
+    }
+
+    #[test]
+    fn equal_scores_put_the_print_in_the_same_inks_first() {
+        // A plain query (a fine texture that averaged out). Print 1 is plain, 5 ΔE lighter;
+        // print 2 a darker ground with pale motifs over a fifth of it, whose mean colour is the
+        // query's own. Nothing else tells them apart: the plain print is the likelier original.
+        let query = print_in_inks([40.0, 30.0, -20.0], [40.0, 30.0, -20.0], 0);
+        let (indexes, registered) = registry_of(vec![
+            (
+                1,
+                print_in_inks([45.0, 30.0, -20.0], [45.0, 30.0, -20.0], 0),
+            ),
+            (
+                2,
+                print_in_inks([30.0, 30.0, -20.0], [78.0, 30.0, -20.0], 20),
+            ),
+        ]);
+        let ranked = rank(
+            &query,
+            &indexes,
+            &registered,
+            |_| true,
+            None,
+            Wanted::Best(2),
+            0.45,
+        );
+        assert!(ranked.iter().all(|(_, comparison)| comparison.score == 0.0));
+        let order: Vec<u64> = ranked.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(order, [1, 2]);
     }
 
     /// A print with a keypoint of each kind and both hashes `flipped` bits away from all-zero

@@ -83,6 +83,29 @@ pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32
     ((observed - expected) / (1.0 - expected).max(f32::EPSILON)).max(0.0)
 }
 
+/// How far apart two prints' colours lie as distributions of ink (CIE76 ΔE): each ink's
+/// share times its ΔE to the nearest ink of the other print, summed both ways and halved.
+/// It orders prints that no evidence tells apart: a plain query lies nearer a plain print of
+/// its colour than a ground strewn with pale motifs whose mean colour is the same. The mean
+/// colours' ΔE where either print has no ink map.
+pub fn ink_difference(a: &FeatureSet, b: &FeatureSet) -> f32 {
+    let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
+    let (a_inks, b_inks) = (lab(&a.inks.inks), lab(&b.inks.inks));
+    if a_inks.is_empty() || b_inks.is_empty() {
+        return delta_e(a.mean_colour, b.mean_colour);
+    }
+    let one_way = |from: &[[f32; 3]], shares: Vec<f32>, to: &[[f32; 3]]| -> f32 {
+        from.iter()
+            .zip(shares)
+            .map(|(ink, share)| {
+                let nearest = to.iter().map(|other| delta_e(*ink, *other));
+                share * nearest.fold(f32::MAX, f32::min)
+            })
+            .sum()
+    };
+    (one_way(&a_inks, a.inks.shares(), &b_inks) + one_way(&b_inks, b.inks.shares(), &a_inks)) / 2.0
+}
+
 /// How many samples around the matched keypoints (query keypoint, reference keypoint) found
 /// each pair of inks: `[query ink][reference ink]`. Counted once for a pair of prints, read by
 /// both [`ink_pairs`] and [`same_colours`].
