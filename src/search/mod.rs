@@ -80,10 +80,6 @@ pub struct Comparison {
     /// The verdict at the configured operating point.
     pub copy: bool,
     pub explanation: Explanation,
-    /// How far apart the two prints' inks lie ([`palette::ink_difference`]): breaks ties
-    /// between equal scores.
-    #[serde(skip)]
-    pub ink_difference: f32,
 }
 
 /// A query's features with what the verifier derives from them once per query.
@@ -640,7 +636,6 @@ fn score_pair(
             local: evidence,
             palette,
         },
-        ink_difference: palette::ink_difference(query.features, reference),
     }
 }
 
@@ -710,6 +705,34 @@ fn nearest_in_colour(
     }
     by_colour.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     by_colour[..k].iter().map(|(_, seq)| *seq).collect()
+}
+
+/// Orders each run of equal scores (prints that no evidence tells apart, most often all at 0
+/// for a plain query) by how far their inks lie from the query's ([`palette::ink_difference`]),
+/// computed for those prints alone.
+fn order_ties_by_inks(
+    ranked: &mut [(u64, Comparison)],
+    query: &FeatureSet,
+    candidates: &[(u64, Arc<FeatureSet>)],
+) {
+    for run in ranked.chunk_by_mut(|a, b| a.1.score == b.1.score) {
+        if run.len() < 2 {
+            continue;
+        }
+        let inks: HashMap<u64, f32> = run
+            .iter()
+            .filter_map(|(seq, _)| {
+                let (_, reference) = candidates.iter().find(|(s, _)| s == seq)?;
+                Some((*seq, palette::ink_difference(query, reference)))
+            })
+            .collect();
+        let ink_difference = |seq: &u64| inks.get(seq).copied().unwrap_or(f32::MAX);
+        run.sort_by(|a, b| {
+            ink_difference(&a.0)
+                .total_cmp(&ink_difference(&b.0))
+                .then(a.0.cmp(&b.0))
+        });
+    }
 }
 
 /// What a caller of [`rank`] asks for.
@@ -817,11 +840,8 @@ pub fn rank(
             )
         })
         .collect();
-    ranked.sort_by(|a, b| {
-        (b.1.score.total_cmp(&a.1.score))
-            .then(a.1.ink_difference.total_cmp(&b.1.ink_difference))
-            .then(a.0.cmp(&b.0))
-    });
+    ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    order_ties_by_inks(&mut ranked, features, &candidates);
     ranked.truncate(k);
     if let Wanted::Copies(_) = asked {
         ranked.retain(|(_, comparison)| comparison.copy);
