@@ -707,15 +707,23 @@ fn nearest_in_colour(
     by_colour[..k].iter().map(|(_, seq)| *seq).collect()
 }
 
-/// Orders each run of equal scores (prints that no evidence tells apart, most often all at 0
-/// for a plain query) by how far their inks lie from the query's ([`palette::ink_difference`]),
-/// computed for those prints alone.
+/// Orders each run of equal scores that begins among the first `k` (prints that no evidence
+/// tells apart, most often all at 0 for a plain query) by how far their inks lie from the
+/// query's ([`palette::ink_difference`]), computed for those prints alone: a search's many
+/// candidates at 0 further down are not shown.
 fn order_ties_by_inks(
     ranked: &mut [(u64, Comparison)],
+    k: usize,
     query: &FeatureSet,
     candidates: &[(u64, Arc<FeatureSet>)],
 ) {
+    // Where the run begins.
+    let mut position = 0;
     for run in ranked.chunk_by_mut(|a, b| a.1.score == b.1.score) {
+        if position >= k {
+            break;
+        }
+        position += run.len();
         if run.len() < 2 {
             continue;
         }
@@ -841,11 +849,11 @@ pub fn rank(
         })
         .collect();
     ranked.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
-    order_ties_by_inks(&mut ranked, features, &candidates);
-    ranked.truncate(k);
     if let Wanted::Copies(_) = asked {
         ranked.retain(|(_, comparison)| comparison.copy);
     }
+    order_ties_by_inks(&mut ranked, k, features, &candidates);
+    ranked.truncate(k);
     ranked
 }
 
