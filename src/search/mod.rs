@@ -26,6 +26,7 @@ use local::{
     LocalEvidence, NearestKeypoints, QueryDescriptors, QueryKeypoint, TransformBin,
     transform_between, transform_bins,
 };
+use palette::InkShares;
 use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
@@ -709,7 +710,7 @@ fn nearest_in_colour(
 
 /// Orders each run of equal scores that begins among the first `k` (prints that no evidence
 /// tells apart, most often all at 0 for a plain query) by how far their inks lie from the
-/// query's ([`palette::ink_difference`]), computed for those prints alone: a search's many
+/// query's ([`InkShares::difference`]), computed for those prints alone: a search's many
 /// candidates at 0 further down are not shown.
 fn order_ties_by_inks(
     ranked: &mut [(u64, Comparison)],
@@ -717,8 +718,9 @@ fn order_ties_by_inks(
     query: &FeatureSet,
     candidates: &[(u64, Arc<FeatureSet>)],
 ) {
-    // Where the run begins.
+    // Where the run begins; the query's inks, read at the first tie.
     let mut position = 0;
+    let mut query_inks = None;
     for run in ranked.chunk_by_mut(|a, b| a.1.score == b.1.score) {
         if position >= k {
             break;
@@ -727,11 +729,12 @@ fn order_ties_by_inks(
         if run.len() < 2 {
             continue;
         }
+        let query_inks = query_inks.get_or_insert_with(|| InkShares::of(query));
         let inks: HashMap<u64, f32> = run
             .iter()
             .filter_map(|(seq, _)| {
                 let (_, reference) = candidates.iter().find(|(s, _)| s == seq)?;
-                Some((*seq, palette::ink_difference(query, reference)))
+                Some((*seq, query_inks.difference(&InkShares::of(reference))))
             })
             .collect();
         let ink_difference = |seq: &u64| inks.get(seq).copied().unwrap_or(f32::MAX);

@@ -61,8 +61,10 @@ pub fn ink_pairs(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32>])
 /// matched. A rearranged or partial copy keeps its motifs' inks; an unrelated print that
 /// shares shapes seldom shares their colours.
 pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32>]) -> f32 {
-    let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
-    let (query_inks, reference_inks) = (lab(&query.inks.inks), lab(&reference.inks.inks));
+    let (query_inks, reference_inks) = (
+        inks_in_lab(&query.inks.inks),
+        inks_in_lab(&reference.inks.inks),
+    );
     let total = votes.iter().flatten().sum::<u32>() as f32;
     if total == 0.0 {
         return 0.0;
@@ -83,27 +85,49 @@ pub fn same_colours(query: &FeatureSet, reference: &FeatureSet, votes: &[Vec<u32
     ((observed - expected) / (1.0 - expected).max(f32::EPSILON)).max(0.0)
 }
 
-/// How far apart two prints' colours lie as distributions of ink (CIE76 ΔE): each ink's
-/// share times its ΔE to the nearest ink of the other print, summed both ways and halved.
-/// It orders prints that no evidence tells apart: a plain query lies nearer a plain print of
-/// its colour than a ground strewn with pale motifs whose mean colour is the same. The mean
-/// colours' ΔE where either print has no ink map.
-pub fn ink_difference(a: &FeatureSet, b: &FeatureSet) -> f32 {
-    let lab = |inks: &[[u8; 3]]| inks.iter().map(|ink| srgb_to_lab(*ink)).collect::<Vec<_>>();
-    let (a_inks, b_inks) = (lab(&a.inks.inks), lab(&b.inks.inks));
-    if a_inks.is_empty() || b_inks.is_empty() {
-        return delta_e(a.mean_colour, b.mean_colour);
+/// A print's inks as a distribution of colour: each ink in CIELAB with the share of the print
+/// it covers. Read once for a query and compared with many prints ([`InkShares::difference`]).
+pub struct InkShares {
+    lab: Vec<[f32; 3]>,
+    shares: Vec<f32>,
+    mean: [f32; 3],
+}
+
+impl InkShares {
+    pub fn of(print: &FeatureSet) -> Self {
+        InkShares {
+            lab: inks_in_lab(&print.inks.inks),
+            shares: print.inks.shares(),
+            mean: print.mean_colour,
+        }
     }
-    let one_way = |from: &[[f32; 3]], shares: Vec<f32>, to: &[[f32; 3]]| -> f32 {
-        from.iter()
-            .zip(shares)
-            .map(|(ink, share)| {
-                let nearest = to.iter().map(|other| delta_e(*ink, *other));
-                share * nearest.fold(f32::MAX, f32::min)
-            })
-            .sum()
-    };
-    (one_way(&a_inks, a.inks.shares(), &b_inks) + one_way(&b_inks, b.inks.shares(), &a_inks)) / 2.0
+
+    /// How far apart two prints' colours lie as distributions of ink (CIE76 ΔE): each ink's
+    /// share times its ΔE to the nearest ink of the other print, summed both ways and halved.
+    /// It orders prints that no evidence tells apart: a plain query lies nearer a plain print
+    /// of its colour than a ground strewn with pale motifs whose mean colour is the same. The
+    /// mean colours' ΔE where either print has no ink map.
+    pub fn difference(&self, other: &InkShares) -> f32 {
+        if self.lab.is_empty() || other.lab.is_empty() {
+            return delta_e(self.mean, other.mean);
+        }
+        let one_way = |from: &InkShares, to: &InkShares| -> f32 {
+            from.lab
+                .iter()
+                .zip(&from.shares)
+                .map(|(ink, share)| {
+                    let nearest = to.lab.iter().map(|other| delta_e(*ink, *other));
+                    share * nearest.fold(f32::MAX, f32::min)
+                })
+                .sum()
+        };
+        (one_way(self, other) + one_way(other, self)) / 2.0
+    }
+}
+
+/// Inks given in sRGB, in CIELAB.
+fn inks_in_lab(inks: &[[u8; 3]]) -> Vec<[f32; 3]> {
+    inks.iter().map(|ink| srgb_to_lab(*ink)).collect()
 }
 
 /// How many samples around the matched keypoints (query keypoint, reference keypoint) found
