@@ -213,6 +213,12 @@ impl Engine {
                 duplicates: Vec::new(),
             });
         }
+        // The duplicate check compares the print as it will be stored, its kept keypoints
+        // alone: a query's extra keypoints (repeats, weaker extrema) give rearranged copies
+        // more chances to rank first, but change hardly any copy verdict (public set: the same
+        // copy TPR and false positives), and the check then costs a quarter less CPU
+        // (docs/scale.md, step 37).
+        analysis.features.local.keep_registered();
         let duplicates = self.rank(&analysis.features, None, Wanted::Copies(10))?;
         let requested = meta.status.unwrap_or(Status::Registered);
         if !matches!(
@@ -243,7 +249,6 @@ impl Engine {
             let held_for = serde_json::Value::from(held_for).to_string();
             (Status::PendingReview, Some(held_for))
         };
-        analysis.features.local.keep_registered();
         self.blobs.put(bytes)?;
         let new = NewPattern {
             id: analysis.id,
