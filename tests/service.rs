@@ -261,6 +261,32 @@ fn rearranged_and_recoloured_cropped_copies_are_found_first() {
     }
 }
 
+/// A registration is checked for duplicates as it will be stored (its kept keypoints alone):
+/// copies turned, mirrored or with their motifs placed anew are still held for review.
+#[test]
+fn a_registered_copy_turned_mirrored_or_rearranged_is_held_for_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let a_id = server.register_id(fixture("print_a.png"), "a");
+    server.register(fixture("print_b.png"), "b");
+    for seed in 0..20 {
+        server.register(generated_print(seed), &format!("distractor {seed}"));
+    }
+    for copy in [
+        "print_a_rot90.png",
+        "print_a_mirror.png",
+        "print_a_rearranged.png",
+    ] {
+        let (status, held) = server.register(fixture(copy), copy);
+        assert_eq!(
+            (status, held["status"].as_str()),
+            (201, Some("pending_review")),
+            "{copy}: {held}"
+        );
+        assert_eq!(held["duplicates"][0]["id"], a_id.as_str(), "{copy}");
+    }
+}
+
 #[test]
 fn every_supported_format_and_pixel_layout_is_searchable() {
     let dir = tempfile::tempdir().unwrap();
