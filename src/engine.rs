@@ -216,8 +216,8 @@ impl Engine {
         // The duplicate check compares the print as it will be stored, its kept keypoints
         // alone: a query's extra keypoints (repeats, weaker extrema) give rearranged copies
         // more chances to rank first, but change hardly any copy verdict (public set: the same
-        // copy TPR and false positives), and the check then costs a quarter less CPU
-        // (docs/scale.md, step 37).
+        // copy TPR and false positives), and an import into 20,000 prints then takes a quarter
+        // less CPU (docs/scale.md, step 37).
         analysis.features.local.keep_registered();
         let duplicates = self.rank(&analysis.features, None, Wanted::Copies(10))?;
         let requested = meta.status.unwrap_or(Status::Registered);
