@@ -12,7 +12,8 @@ mod evidence;
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 use support::{
-    Server, fixture, generated_print, huaxing, image_part, register_original_and_held_copy, top_id,
+    Server, fixture, generated_print, huaxing, image_part, register_a_b_and_distractors,
+    register_original_and_held_copy, top_id,
 };
 
 #[test]
@@ -214,11 +215,7 @@ fn compare_tells_a_crop_from_motifs_placed_anew() {
 fn rearranged_and_recoloured_cropped_copies_are_found_first() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a_id = server.register_id(fixture("print_a.png"), "a");
-    server.register(fixture("print_b.png"), "b");
-    for seed in 0..20 {
-        server.register(generated_print(seed), &format!("distractor {seed}"));
-    }
+    let a_id = register_a_b_and_distractors(&server);
 
     let rearranged = server.search(fixture("print_a_rearranged.png"));
     assert_eq!(top_id(&rearranged), a_id);
@@ -267,11 +264,7 @@ fn rearranged_and_recoloured_cropped_copies_are_found_first() {
 fn a_registered_copy_turned_mirrored_or_rearranged_is_held_for_review() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let a_id = server.register_id(fixture("print_a.png"), "a");
-    server.register(fixture("print_b.png"), "b");
-    for seed in 0..20 {
-        server.register(generated_print(seed), &format!("distractor {seed}"));
-    }
+    let a_id = register_a_b_and_distractors(&server);
     for copy in [
         "print_a_rot90.png",
         "print_a_mirror.png",

@@ -253,6 +253,17 @@ pub fn register_original_and_held_copy(server: &Server) -> (String, Value) {
     (original, held)
 }
 
+/// Registers `print_a.png`, `print_b.png` and twenty generated distractors, a registry in which
+/// copies of print a must be told from the rest: print a's id.
+pub fn register_a_b_and_distractors(server: &Server) -> String {
+    let a_id = server.register_id(fixture("print_a.png"), "a");
+    server.register(fixture("print_b.png"), "b");
+    for seed in 0..20 {
+        server.register(generated_print(seed), &format!("distractor {seed}"));
+    }
+    a_id
+}
+
 /// A distinct generated print for each seed, as PNG bytes.
 pub fn generated_print(seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
