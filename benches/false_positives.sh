@@ -9,6 +9,7 @@
 # at: the sources hold near-twins (a texture in two colourways, a clip-art drawing in variants).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+(($# >= 1)) || { echo "usage: benches/false_positives.sh SET [N]" >&2; exit 2; }
 set_dir=$(cd "$1" && pwd)
 count=${2:-6000}
 work=${SCALE_DIR:-$(pwd)/scale-work}
