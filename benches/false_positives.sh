@@ -3,7 +3,7 @@
 # a benchmark set's references alone, then searches the first N prints of its haystack, which
 # `make_dataset.py --haystack` draws from pools that no reference uses, and prints how many of
 # them the best answer would call copies at each bar. The set's 153 or so negatives can only tell
-# a false-positive rate of 0 from 0.6%; this tells 0.1% from 0.01%.
+# a false-positive rate of 0 from 0.6%; thousands tell whether it is under 0.1%.
 # Usage: benches/false_positives.sh SET [N]   (SET holds refs/ and haystack/; N default 6000).
 # Every verdict is listed in $SCALE_DIR/false-positives.jsonl (default ./scale-work), to be looked
 # at: the sources hold near-twins (a texture in two colourways, a clip-art drawing in variants).
@@ -23,7 +23,8 @@ cargo build --release --quiet
 bin=$(pwd)/target/release/huaxing
 data=$work/data-false-positives
 rm -rf "$data"
-"$bin" import "$set_dir/refs" --data "$data" >"$work/false-positives-import.txt" 2>/dev/null
+"$bin" import "$set_dir/refs" --data "$data" >"$work/false-positives-import.txt" \
+  2>"$work/false-positives-import.log" || { tail -5 "$work/false-positives-import.log" >&2; exit 1; }
 HUAXING_ADMIN_TOKEN=$token "$bin" serve --data "$data" --addr 127.0.0.1:0 \
   >"$work/false-positives-serve.out" 2>"$work/false-positives-serve.log" &
 pid=$!
@@ -55,6 +56,8 @@ def best_answer(name):
             "summary": m["explanation"]["summary"]}
 
 names = sorted(os.listdir(folder))[:count]
+if not names:
+    sys.exit(f"no prints in {folder}")
 with ThreadPoolExecutor(2) as pool:
     answers = list(pool.map(best_answer, names))
 with open(out, "w") as f:
