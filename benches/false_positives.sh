@@ -8,9 +8,9 @@
 # Every verdict is listed in $SCALE_DIR/false-positives.jsonl (default ./scale-work), to be looked
 # at: the sources hold near-twins (a texture in two colourways, a clip-art drawing in variants).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 (($# >= 1)) || { echo "usage: benches/false_positives.sh SET [N]" >&2; exit 2; }
 set_dir=$(cd "$1" && pwd)
+cd "$(dirname "$0")/.."
 count=${2:-6000}
 work=${SCALE_DIR:-$(pwd)/scale-work}
 token=hx_scale_bench_token_0123456789
