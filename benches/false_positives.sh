@@ -11,6 +11,7 @@ set -euo pipefail
 (($# >= 1)) || { echo "usage: benches/false_positives.sh SET [N]" >&2; exit 2; }
 set_dir=$(cd "$1" && pwd)
 cd "$(dirname "$0")/.."
+eval_dir=${HUAXING_EVAL_DIR:-$(pwd)/../shared/eval}
 count=${2:-6000}
 work=${SCALE_DIR:-$(pwd)/scale-work}
 token=hx_scale_bench_token_0123456789
@@ -34,24 +35,27 @@ until grep -q "listening on" "$work/false-positives-serve.out" 2>/dev/null; do
   sleep 0.1
 done
 url=$(sed -n 's/^huaxing listening on //p' "$work/false-positives-serve.out")
-python3 - "$url" "$token" "$set_dir/haystack" "$count" "$work/false-positives.jsonl" <<'EOF'
-import json, os, sys, urllib.request, uuid
+python3 - "$eval_dir" "$url" "$token" "$set_dir/haystack" "$count" "$work/false-positives.jsonl" <<'EOF'
+import json, os, sys, threading
 from concurrent.futures import ThreadPoolExecutor
 
-url, token, folder, count, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+eval_dir, url, token, folder, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[6]
+count = int(sys.argv[5])
+sys.path.insert(0, eval_dir)
+from run_eval import Client  # the benchmark's own HTTP client, one connection per thread
+
+clients = threading.local()
 
 def best_answer(name):
-    boundary = uuid.uuid4().hex
+    if not hasattr(clients, "client"):
+        clients.client = Client(url, token)
     with open(os.path.join(folder, name), "rb") as f:
-        image = f.read()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url + "/api/v1/search?k=1", data=body, method="POST", headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {token}"})
-    matches = json.load(urllib.request.urlopen(request))["matches"]
-    if not matches:
+        reply = clients.client.multipart("/api/v1/search?k=1", [(name, f.read())])
+    if reply is None:
+        sys.exit(f"search of {name} failed: {clients.client.errors[-1]}")
+    if not reply["matches"]:
         return {"print": name, "score": 0.0, "copy": False}
-    m = matches[0]
+    m = reply["matches"][0]
     return {"print": name, "reference": m.get("reference"), "score": m["score"], "copy": m["copy"],
             "summary": m["explanation"]["summary"]}
 
