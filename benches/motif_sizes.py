@@ -61,7 +61,8 @@ def main():
         sys.exit(__doc__)
     public, out = sys.argv[1], sys.argv[2]
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 80
-    manifest = json.load(open(os.path.join(public, "manifest.json")))
+    with open(os.path.join(public, "manifest.json")) as f:
+        manifest = json.load(f)
     motifs, foreign = motif_pools(manifest["seed"])
     size = manifest["size"]
     os.makedirs(os.path.join(out, "queries"), exist_ok=True)
