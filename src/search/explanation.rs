@@ -238,10 +238,12 @@ impl Reading {
 pub enum Finding {
     /// A hash signal where one print is plain in that channel.
     PlainChannel,
-    /// A hash signal: bits that differ, the query in its best orientation.
+    /// A hash signal: bits that differ, the query in its best orientation; `lattice_only` where
+    /// both prints are fine repeats whose units differ, so that the bits were not counted.
     HashBits {
         differing: u32,
         orientation: Dihedral,
+        lattice_only: bool,
     },
     /// The whole-print signal: the mean hash similarity and what unrelated prints reach.
     AboveBackground { mean: f32, background: f32 },
@@ -278,12 +280,23 @@ impl Finding {
             Finding::HashBits {
                 differing,
                 orientation,
+                lattice_only,
             } => {
                 let turned = orientation_words(orientation, lang);
-                if english {
-                    format!("{differing} of 256 bits differ with the query {turned}")
-                } else {
-                    format!("256 位中有 {differing} 位不同(被检花型:{turned})")
+                match (english, lattice_only) {
+                    (true, false) => {
+                        format!("{differing} of 256 bits differ with the query {turned}")
+                    }
+                    (true, true) => format!(
+                        "{differing} of 256 bits differ with the query {turned}, not counted: both \
+                         prints repeat finely on one lattice but in other units, and the bits see \
+                         little but the lattice"
+                    ),
+                    (false, false) => format!("256 位中有 {differing} 位不同(被检花型:{turned})"),
+                    (false, true) => format!(
+                        "256 位中有 {differing} 位不同(被检花型:{turned}),不计入:两幅都是同一网格上的\
+                         细密重复,但重复单元不同,这些位几乎只反映网格"
+                    ),
                 }
             }
             Finding::AboveBackground { mean, background } if english => format!(
@@ -414,6 +427,12 @@ mod tests {
             Finding::HashBits {
                 differing: 41,
                 orientation: Dihedral::Rotate270,
+                lattice_only: false,
+            },
+            Finding::HashBits {
+                differing: 38,
+                orientation: Dihedral::MirrorRotate180,
+                lattice_only: true,
             },
             Finding::AboveBackground {
                 mean: 0.83,

@@ -27,7 +27,9 @@ use local::{
     transform_between, transform_bins,
 };
 use palette::InkShares;
-use whole::{above_background, hash_neighbours, hash_signal, whole_background, whole_score};
+use whole::{
+    above_background, hash_neighbours, hash_signal, is_fine_repeat, whole_background, whole_score,
+};
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
 /// verdict" and docs/matching.md for how it was chosen.
@@ -429,7 +431,7 @@ pub fn compare(
         Some(evidence) => evidence.clone(),
         None => local::verify(&query.descriptors, &reference.local, reference_seq),
     };
-    let whole = WholeView::of(query, reference, copy_threshold);
+    let whole = WholeView::of(query, reference, reference_seq, copy_threshold);
     score_pair(
         query,
         reference,
@@ -465,16 +467,28 @@ struct WholeView {
 }
 
 impl WholeView {
-    fn of(query: &Query, reference: &FeatureSet, copy_threshold: f32) -> WholeView {
+    fn of(
+        query: &Query,
+        reference: &FeatureSet,
+        reference_seq: Option<u64>,
+        copy_threshold: f32,
+    ) -> WholeView {
+        // Other fine repeats of a lattice: their units correlate no better than chance.
+        let lattice_only = is_fine_repeat(query.features.repeat_unit.as_ref())
+            && is_fine_repeat(reference.repeat_unit.as_ref())
+            && unit_correlation(query, reference, reference_seq)
+                .is_some_and(|correlation| correlation <= query.unit_background);
         let (lightness, lightness_turn) = hash_signal(
             "lightness_hash",
             query.features.lightness_hash.as_ref(),
             reference.lightness_hash.as_ref(),
+            lattice_only,
         );
         let (structure, structure_turn) = hash_signal(
             "structure_hash",
             query.features.structure_hash.as_ref(),
             reference.structure_hash.as_ref(),
+            lattice_only,
         );
         let raw = (lightness.similarity + structure.similarity) / 2.0;
         let similarity = above_background(raw, query.whole_background);
@@ -505,15 +519,12 @@ fn repeat_view(
     reference_seq: Option<u64>,
     copy_threshold: f32,
 ) -> (Signal, f32) {
-    let (Some(repeat), Some(unit)) = (&query.repeat, &reference.repeat_unit) else {
+    let Some(correlation) = unit_correlation(query, reference, reference_seq) else {
         return (
             Signal::new("repeat_unit", 0.0, false, Finding::NoRepeat),
             0.0,
         );
     };
-    let correlation = reference_seq
-        .and_then(|seq| query.unit_similarities.get(&seq).copied())
-        .unwrap_or_else(|| repeat.similarity(unit));
     let background = query.unit_background;
     let above = above_background(correlation, background);
     let finding = Finding::RepeatUnit {
@@ -522,6 +533,23 @@ fn repeat_view(
     };
     let signal = Signal::new("repeat_unit", above, above >= copy_threshold, finding);
     (signal, whole_score(above, copy_threshold))
+}
+
+/// The best correlation of the two prints' repeat units, `None` where either shows no repeat
+/// (a shortlisted print's was computed with the query).
+fn unit_correlation(
+    query: &Query,
+    reference: &FeatureSet,
+    reference_seq: Option<u64>,
+) -> Option<f32> {
+    let (Some(repeat), Some(unit)) = (&query.repeat, &reference.repeat_unit) else {
+        return None;
+    };
+    Some(
+        reference_seq
+            .and_then(|seq| query.unit_similarities.get(&seq).copied())
+            .unwrap_or_else(|| repeat.similarity(unit)),
+    )
 }
 
 /// [`compare`], with both views' inputs already gathered.
@@ -820,7 +848,7 @@ pub fn rank(
             // also skips it where the vote is too low for a copy. The keypoint candidates were
             // verified already.
             let vote = query.landings.as_ref().map(|l| l.get(seq).copied());
-            let whole = WholeView::of(&query, reference, copy_threshold);
+            let whole = WholeView::of(&query, reference, Some(*seq), copy_threshold);
             let verify = match (vote, asked) {
                 (None, _) => true,
                 (Some(vote), Wanted::Best(_)) => vote.is_some(),
@@ -1137,6 +1165,54 @@ mod tests {
         assert!(repeat.fired, "{}", repeat.detail);
         assert!(best.copy, "{}", best.explanation.summary);
         assert!(ranked[1..].iter().all(|(_, c)| !c.copy));
+    }
+
+    #[test]
+    fn other_fine_repeats_of_one_lattice_are_not_copies_but_another_window_is() {
+        use crate::features::{extract, repeat_unit::tests::tiled};
+        use crate::normalize::normalize;
+        // Six designs repeated every 96 of 768 pixels, eight repeats each way.
+        let print = |seed, phase| extract(&normalize(&tiled(seed, 96.0, phase, 768, false)));
+        let prints: Vec<FeatureSet> = (40..46).map(|seed| print(seed, (0.0, 0.0))).collect();
+        let hash_findings = |comparison: &Comparison| -> Vec<(u32, bool)> {
+            (comparison.explanation.signals.iter())
+                .filter_map(|signal| match signal.finding {
+                    Finding::HashBits {
+                        differing,
+                        lattice_only,
+                        ..
+                    } => Some((differing, lattice_only)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut nearest_bits = u32::MAX;
+        for (i, a) in prints.iter().enumerate() {
+            for b in &prints[i + 1..] {
+                let comparison = compare(&Query::alone(a), b, None, DEFAULT_COPY_THRESHOLD);
+                assert!(!comparison.copy, "{}", comparison.explanation.summary);
+                for (differing, lattice_only) in hash_findings(&comparison) {
+                    assert!(lattice_only, "{differing} bits counted");
+                    nearest_bits = nearest_bits.min(differing);
+                }
+            }
+        }
+        // What the hashes alone would say: some unrelated pairs agree in nearly every bit.
+        assert!(nearest_bits < 32, "{nearest_bits}");
+        // The same repeat through another window folds into the same unit: its hashes count.
+        let window = print(40, (0.4, 0.7));
+        let comparison = compare(
+            &Query::alone(&window),
+            &prints[0],
+            None,
+            DEFAULT_COPY_THRESHOLD,
+        );
+        assert!(comparison.copy, "{}", comparison.explanation.summary);
+        assert!(
+            hash_findings(&comparison)
+                .iter()
+                .all(|(_, lattice_only)| !lattice_only)
+        );
     }
 
     /// A print of one CIELAB colour, `ground`, with a band of `motif` across its first

@@ -3,8 +3,10 @@
 //! registry.
 
 use super::{Finding, Signal};
+use crate::features::repeat_unit::RepeatUnit;
 use crate::features::{Dihedral, DihedralHashes, FeatureSet, Hash256};
 use crate::index::{HashHit, HashIndex, Indexes};
+use crate::normalize::STRUCTURE_SIDE;
 
 /// The whole-print similarity of a query's this-many-th nearest registered print, channel by
 /// channel, is what chance reaches for that query: see [`super::Query`]. Eight, not sixteen:
@@ -58,23 +60,48 @@ fn hash_similarity(distance: u32) -> f32 {
 /// about half their bits.
 const UNRELATED_HASH_DISTANCE: f32 = Hash256::BITS as f32 / 2.0;
 
+/// Longest lattice vector, in pixels of the structure channel, of a fine repeat: one that
+/// shows at least four repeats each way. Below its lattice's fundamental frequency a repeat has
+/// no variation of its own, so most of the hash's 16 × 16 coefficients are then the faint
+/// leakage of the lattice's few harmonics, which any repeat of the same lattice shares: two
+/// unrelated GIMP textures tiled at 112 and 114 pixels of 768 had lightness hashes 38 bits
+/// apart and were held for review as copies (docs/matching.md, §2).
+const FINE_LATTICE: f32 = STRUCTURE_SIDE as f32 / 4.0;
+
+/// Whether a print is a fine repeat ([`FINE_LATTICE`]).
+pub(super) fn is_fine_repeat(unit: Option<&RepeatUnit>) -> bool {
+    unit.is_some_and(|unit| {
+        unit.lattice
+            .iter()
+            .all(|vector| vector[0].hypot(vector[1]) <= FINE_LATTICE)
+    })
+}
+
 /// One hash signal: its similarity in [0, 1] and the query orientation that reaches it. A plain
 /// channel on either side is no evidence either way: similarity 0. A single hash never fires
 /// alone; only the mean of both (the whole-print signal) is held against the threshold.
+/// `lattice_only`: both prints are fine repeats whose units differ, so the bits say no more than
+/// that the lattices agree, and count for nothing; a copy of a repeat keeps its unit.
 pub(super) fn hash_signal(
     name: &'static str,
     query: Option<&DihedralHashes>,
     reference: Option<&DihedralHashes>,
+    lattice_only: bool,
 ) -> (Signal, Dihedral) {
     let (Some(query), Some(reference)) = (query, reference) else {
         let signal = Signal::new(name, 0.0, false, Finding::PlainChannel);
         return (signal, Dihedral::Identity);
     };
     let (distance, orientation) = query.closest(&reference.upright());
-    let similarity = hash_similarity(distance);
+    let similarity = if lattice_only {
+        0.0
+    } else {
+        hash_similarity(distance)
+    };
     let finding = Finding::HashBits {
         differing: distance,
         orientation,
+        lattice_only,
     };
     let signal = Signal::new(name, similarity, false, finding);
     (signal, orientation)
