@@ -65,7 +65,7 @@ const UNRELATED_HASH_DISTANCE: f32 = Hash256::BITS as f32 / 2.0;
 /// no variation of its own, so most of the hash's 16 × 16 coefficients are then the faint
 /// leakage of the lattice's few harmonics, which any repeat of the same lattice shares: two
 /// unrelated GIMP textures tiled at 112 and 114 pixels of 768 had lightness hashes 38 bits
-/// apart and were held for review as copies (docs/matching.md, §2).
+/// apart, and the one registered second was held for review as a copy (docs/matching.md, §2).
 const FINE_LATTICE: f32 = STRUCTURE_SIDE as f32 / 4.0;
 
 /// Whether a print is a fine repeat ([`FINE_LATTICE`]).
