@@ -431,15 +431,9 @@ pub fn compare(
         Some(evidence) => evidence.clone(),
         None => local::verify(&query.descriptors, &reference.local, reference_seq),
     };
-    let whole = WholeView::of(query, reference, reference_seq, copy_threshold);
-    score_pair(
-        query,
-        reference,
-        reference_seq,
-        whole,
-        evidence,
-        copy_threshold,
-    )
+    let units = unit_correlation(query, reference, reference_seq);
+    let whole = WholeView::of(query, reference, units, copy_threshold);
+    score_pair(query, reference, units, whole, evidence, copy_threshold)
 }
 
 /// The two views' scores as one, 1 − (1 − a)(1 − b): read as the chances that each view is
@@ -467,17 +461,17 @@ struct WholeView {
 }
 
 impl WholeView {
+    /// `units`: the pair's repeat-unit correlation ([`unit_correlation`]).
     fn of(
         query: &Query,
         reference: &FeatureSet,
-        reference_seq: Option<u64>,
+        units: Option<f32>,
         copy_threshold: f32,
     ) -> WholeView {
         // Other fine repeats of a lattice: their units correlate no better than chance.
         let lattice_only = is_fine_repeat(query.features.repeat_unit.as_ref())
             && is_fine_repeat(reference.repeat_unit.as_ref())
-            && unit_correlation(query, reference, reference_seq)
-                .is_some_and(|correlation| correlation <= query.unit_background);
+            && units.is_some_and(|correlation| correlation <= query.unit_background);
         let (lightness, lightness_turn) = hash_signal(
             "lightness_hash",
             query.features.lightness_hash.as_ref(),
@@ -513,13 +507,8 @@ impl WholeView {
 /// stands alone rather than joining the other two views (see [`score_pair`]): prints of one
 /// style (two embossed swirl textures) fold into units that correlate at 0.6 and share some
 /// local features, and the views together would call them copies.
-fn repeat_view(
-    query: &Query,
-    reference: &FeatureSet,
-    reference_seq: Option<u64>,
-    copy_threshold: f32,
-) -> (Signal, f32) {
-    let Some(correlation) = unit_correlation(query, reference, reference_seq) else {
+fn repeat_view(query: &Query, units: Option<f32>, copy_threshold: f32) -> (Signal, f32) {
+    let Some(correlation) = units else {
         return (
             Signal::new("repeat_unit", 0.0, false, Finding::NoRepeat),
             0.0,
@@ -536,7 +525,8 @@ fn repeat_view(
 }
 
 /// The best correlation of the two prints' repeat units, `None` where either shows no repeat
-/// (a shortlisted print's was computed with the query).
+/// (a shortlisted print's was computed with the query). Computed once a pair: both the whole
+/// view and the repeat view read it.
 fn unit_correlation(
     query: &Query,
     reference: &FeatureSet,
@@ -556,7 +546,7 @@ fn unit_correlation(
 fn score_pair(
     query: &Query,
     reference: &FeatureSet,
-    reference_seq: Option<u64>,
+    units: Option<f32>,
     whole: WholeView,
     mut evidence: LocalEvidence,
     copy_threshold: f32,
@@ -569,7 +559,7 @@ fn score_pair(
         score: whole_part,
         orientation,
     } = whole;
-    let (repeat, repeat_part) = repeat_view(query, reference, reference_seq, copy_threshold);
+    let (repeat, repeat_part) = repeat_view(query, units, copy_threshold);
     let background = query.whole_background;
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
@@ -848,7 +838,8 @@ pub fn rank(
             // also skips it where the vote is too low for a copy. The keypoint candidates were
             // verified already.
             let vote = query.landings.as_ref().map(|l| l.get(seq).copied());
-            let whole = WholeView::of(&query, reference, Some(*seq), copy_threshold);
+            let units = unit_correlation(&query, reference, Some(*seq));
+            let whole = WholeView::of(&query, reference, units, copy_threshold);
             let verify = match (vote, asked) {
                 (None, _) => true,
                 (Some(vote), Wanted::Best(_)) => vote.is_some(),
@@ -868,14 +859,7 @@ pub fn rank(
             };
             (
                 *seq,
-                score_pair(
-                    &query,
-                    reference,
-                    Some(*seq),
-                    whole,
-                    evidence,
-                    copy_threshold,
-                ),
+                score_pair(&query, reference, units, whole, evidence, copy_threshold),
             )
         })
         .collect();
