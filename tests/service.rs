@@ -296,6 +296,11 @@ fn every_supported_format_and_pixel_layout_is_searchable() {
     ] {
         assert!(server.search(fixture(name))["matches"].is_array(), "{name}");
     }
+    // A strip far taller than wide (a border, a selvedge) registers like any print.
+    let strip = image::RgbImage::from_fn(2, 20_000, |_, y| image::Rgb([(y % 251) as u8, 40, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    strip.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    assert_eq!(server.register(png.into_inner(), "strip").0, 201);
     // The EXIF orientation is applied: the turned camera image is found upright.
     let upright = server.search(fixture("print_a_exif_rotated.jpg"));
     assert_eq!(top_id(&upright), a_id);

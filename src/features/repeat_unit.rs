@@ -72,6 +72,10 @@ fn shrink(channel: &GrayF32) -> (Vec<f32>, usize, usize) {
         channel.height() as usize / factor,
     );
     let mut shrunk = vec![0.0; width * height];
+    if width == 0 {
+        // A channel narrower than the factor, as a thin strip's is: nothing to shrink.
+        return (shrunk, width, height);
+    }
     for (y, row) in shrunk.chunks_mut(width).enumerate() {
         for (x, value) in row.iter_mut().enumerate() {
             let mut sum = 0.0;
@@ -574,6 +578,16 @@ pub(crate) mod tests {
         assert!(similarity(&print, &smaller) > 0.8);
         assert!(similarity(&print, &turned) > 0.9);
         assert!(similarity(&print, &other) < 0.5);
+    }
+
+    #[test]
+    fn a_strip_narrower_than_the_search_grid_shows_no_repeat() {
+        for (width, height) in [(2, 20_000), (1, 384), (15, 3000), (20_000, 2)] {
+            let strip = RgbImage::from_fn(width, height, |x, y| {
+                Rgb([(x * 7 + y * 13) as u8, (y / 3) as u8, 90])
+            });
+            assert_eq!(unit_of(&strip), None, "{width} × {height}");
+        }
     }
 
     #[test]
