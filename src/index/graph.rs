@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anndists::dist::{DistL2, Distance};
+use anndists::dist::Distance;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{AnnT, Hnsw};
 use serde::de::DeserializeOwned;
@@ -70,6 +70,25 @@ pub struct Graph<T: Element, D: Distance<T> + Default + Send + Sync> {
 
 /// Global vectors: bytes, Euclidean distance.
 pub type VectorIndex = Graph<u8, DistL2>;
+
+/// Euclidean distance between byte vectors, its squares summed as integers: the compiler
+/// vectorises that, where anndists' `DistL2` converts each byte to a float and sums one term
+/// at a time (4.5 times slower on 270 bytes). The sums agree exactly below 2^24, a distance of
+/// 4,096. Named as anndists' type because `hnsw_rs` accepts a dump only for a distance of the
+/// same short type name, so the graphs it dumped still load.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DistL2;
+
+impl Distance<u8> for DistL2 {
+    fn eval(&self, a: &[u8], b: &[u8]) -> f32 {
+        let squares: u32 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| u32::from(x.abs_diff(y)).pow(2))
+            .sum();
+        (squares as f32).sqrt()
+    }
+}
 
 impl<T: Element, D: Distance<T> + Default + Send + Sync> Graph<T, D> {
     pub fn new(dimensions: usize, expected_len: usize, shape: GraphShape) -> Self {
@@ -260,7 +279,7 @@ mod tests {
     use super::*;
 
     /// The graph over floats: unit vectors are easy to generate.
-    type FloatGraph = Graph<f32, DistL2>;
+    type FloatGraph = Graph<f32, anndists::dist::DistL2>;
 
     const SHAPE: GraphShape = GraphShape {
         max_connections: 24,
@@ -331,6 +350,42 @@ mod tests {
         assert_eq!(agree(&reloaded), agree(&index));
         reloaded.insert(99_999, &unit_vector(1, 32)).unwrap();
         assert_eq!(reloaded.nearest(&unit_vector(1, 32), 2).len(), 2);
+    }
+
+    fn byte_vector(seed: u64, dimensions: usize) -> Vec<u8> {
+        unit_vector(seed, dimensions)
+            .iter()
+            .map(|x| (x * 1000.0).min(255.0) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn byte_distance_is_anndists_euclidean() {
+        let theirs = anndists::dist::DistL2;
+        for seed in 0..200 {
+            let (a, b) = (byte_vector(seed, 270), byte_vector(seed + 1000, 270));
+            assert_eq!(DistL2.eval(&a, &b), theirs.eval(&a, &b));
+        }
+        let (black, white) = ([0u8; 270], [255u8; 270]);
+        let exact = (270f64 * 255.0 * 255.0).sqrt() as f32;
+        assert_eq!(DistL2.eval(&black, &white), exact);
+        assert!((theirs.eval(&black, &white) - exact).abs() < 0.01);
+    }
+
+    /// Data directories hold graphs dumped with anndists' distance: they must still load.
+    #[test]
+    fn a_graph_dumped_with_anndists_distance_still_loads() {
+        let items: Vec<(u64, Vec<u8>)> = (0..500).map(|i| (i, byte_vector(i, 270))).collect();
+        let old = Graph::<u8, anndists::dist::DistL2>::new(270, items.len(), SHAPE);
+        old.insert_many(&items).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("vectors");
+        old.save(&dump, 3).unwrap();
+        let reloaded = VectorIndex::load(&dump, 3, 270, SHAPE).unwrap().unwrap();
+        assert_eq!(reloaded.members(), old.members());
+        for (id, vector) in items.iter().step_by(50) {
+            assert_eq!(reloaded.nearest(vector, 1)[0].id, *id);
+        }
     }
 
     #[test]
