@@ -94,7 +94,10 @@ pub async fn read_form(mut multipart: Multipart, spec: &FormSpec) -> Result<Form
             if form.files.len() == spec.max_files {
                 return Err(ApiError::bad_request(
                     "too_many_files",
-                    format!("at most {} files per request", spec.max_files),
+                    match spec.max_files {
+                        1 => "one image per request".to_string(),
+                        most => format!("at most {most} files per request"),
+                    },
                 ));
             }
             form.files.push((name, bytes));
