@@ -239,7 +239,8 @@ pub enum Finding {
     /// A hash signal where one print is plain in that channel.
     PlainChannel,
     /// A hash signal: bits that differ, the query in its best orientation; `lattice_only` where
-    /// both prints are fine repeats whose units differ, so that the bits were not counted.
+    /// a fine repeat meets a print that does not fold into its unit, so that the bits were not
+    /// counted.
     HashBits {
         differing: u32,
         orientation: Dihedral,
@@ -288,14 +289,14 @@ impl Finding {
                         format!("{differing} of 256 bits differ with the query {turned}")
                     }
                     (true, true) => format!(
-                        "{differing} of 256 bits differ with the query {turned}, not counted: both \
-                         prints repeat finely on one lattice but in other units, and the bits see \
-                         little but the lattice"
+                        "{differing} of 256 bits differ with the query {turned}, not counted: a \
+                         print that repeats finely shows little but its lattice in these bits, and \
+                         the other does not fold into the same repeat unit"
                     ),
                     (false, false) => format!("256 位中有 {differing} 位不同(被检花型:{turned})"),
                     (false, true) => format!(
-                        "256 位中有 {differing} 位不同(被检花型:{turned}),不计入:两幅都是同一网格上的\
-                         细密重复,但重复单元不同,这些位几乎只反映网格"
+                        "256 位中有 {differing} 位不同(被检花型:{turned}),不计入:细密重复的花型在\
+                         这些位上几乎只反映其网格,而另一幅折叠不出相同的重复单元"
                     ),
                 }
             }
