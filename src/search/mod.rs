@@ -468,7 +468,8 @@ impl WholeView {
         units: Option<f32>,
         copy_threshold: f32,
     ) -> WholeView {
-        // Other fine repeats of a lattice: their units correlate no better than chance.
+        // A fine repeat's hashes see little but its lattice: they count only beside a print
+        // that folds into the same unit.
         let fine = (
             is_fine_repeat(query.features.repeat_unit.as_ref()),
             is_fine_repeat(reference.repeat_unit.as_ref()),
