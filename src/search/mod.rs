@@ -1225,16 +1225,16 @@ mod tests {
         ];
         let stripes: Vec<FeatureSet> = (0..6)
             .map(|kind: u32| {
-                let stripes = image::RgbImage::from_fn(768, 768, |_, y| {
+                let print = image::RgbImage::from_fn(768, 768, |_, y| {
                     image::Rgb(inks[(((y % 96) * (3 + kind) / 96 + kind) % 4) as usize])
                 });
-                extract(&normalize(&stripes))
+                extract(&normalize(&print))
             })
             .collect();
         assert!(stripes.iter().all(|s| s.repeat_unit.is_none()));
         for repeat in &repeats {
-            for stripes in &stripes {
-                for (query, reference) in [(repeat, stripes), (stripes, repeat)] {
+            for striped in &stripes {
+                for (query, reference) in [(repeat, striped), (striped, repeat)] {
                     let comparison = compare(
                         &Query::alone(query),
                         reference,
