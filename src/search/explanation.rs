@@ -248,6 +248,9 @@ pub enum Finding {
     },
     /// The whole-print signal: the mean hash similarity and what unrelated prints reach.
     AboveBackground { mean: f32, background: f32 },
+    /// The whole-print signal carried by the structure hash alone: its similarity and what
+    /// unrelated prints reach in that channel.
+    StructureAboveBackground { similarity: f32, background: f32 },
     /// The local-feature signal: matches, groups, their weight and the half weight.
     LocalMatches {
         consistent: usize,
@@ -307,6 +310,21 @@ impl Finding {
             Finding::AboveBackground { mean, background } => format!(
                 "明暗与结构哈希相似度的平均值为 {mean:.2},只计超出 {background:.2} 的部分\
                  (无关的登记花型与此被检花型可达到的相似度)"
+            ),
+            Finding::StructureAboveBackground {
+                similarity,
+                background,
+            } if english => format!(
+                "structure hash similarity alone, {similarity:.2}, above the {background:.2} \
+                 that unrelated registered prints reach in that channel for this query: the ink \
+                 edges match where the lightness does not, as after a new colourway"
+            ),
+            Finding::StructureAboveBackground {
+                similarity,
+                background,
+            } => format!(
+                "仅结构哈希相似度为 {similarity:.2},只计超出 {background:.2} 的部分(无关的登记\
+                 花型在此通道与此被检花型可达到的相似度):明暗不同而色块边界相同,如换色之后"
             ),
             Finding::LocalMatches {
                 consistent,
@@ -438,6 +456,10 @@ mod tests {
             Finding::AboveBackground {
                 mean: 0.83,
                 background: 0.61,
+            },
+            Finding::StructureAboveBackground {
+                similarity: 0.91,
+                background: 0.34,
             },
             Finding::RepeatUnit {
                 correlation: 0.74,

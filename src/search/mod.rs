@@ -28,7 +28,7 @@ use local::{
 };
 use palette::InkShares;
 use whole::{
-    above_background, hash_neighbours, hash_signal, is_fine_repeat, whole_background, whole_score,
+    HashBackground, above_background, hash_neighbours, hash_signal, is_fine_repeat, whole_score,
 };
 
 /// Score at and above which two prints are judged copies. See README "Scores and the copy
@@ -95,12 +95,12 @@ pub struct Query<'a> {
     /// The weighed votes of the query keypoints that land near each registered print (raised
     /// by same colours only where that could make a candidate); `None` without a registry.
     landings: Option<HashMap<u64, f32>>,
-    /// The whole-print similarity that unrelated registered prints reach for this query; a
-    /// whole-print match counts only for how far it rises above it. A textured or dark query
+    /// The hash similarities that unrelated registered prints reach for this query; a
+    /// whole-print match counts only for how far it rises above them. A textured or dark query
     /// comes close to many prints by chance, and the more prints are registered the closer
     /// its nearest chance neighbour: measured from the registry, the bar rises with it. 0
     /// without a registry of at least [`whole::BACKGROUND_RANK`] prints.
-    whole_background: f32,
+    whole_background: HashBackground,
     /// The local evidence for each keypoint candidate, gathered to weigh the query's keypoints
     /// (see [`verify_to_weigh`]).
     verified: HashMap<u64, LocalEvidence>,
@@ -121,7 +121,7 @@ impl<'a> Query<'a> {
             descriptors: QueryDescriptors::new(&features.local),
             candidates: Vec::new(),
             landings: None,
-            whole_background: 0.0,
+            whole_background: HashBackground::default(),
             verified: HashMap::new(),
             repeat: features.repeat_unit.as_ref().map(UnitComparison::new),
             unit_background: UNIT_CHANCE,
@@ -253,7 +253,7 @@ impl<'a> Query<'a> {
             descriptors,
             candidates,
             landings: Some(votes),
-            whole_background: whole_background(&neighbours, itself),
+            whole_background: HashBackground::of(&neighbours, itself),
             verified,
             repeat,
             unit_background,
@@ -452,7 +452,10 @@ struct WholeView {
     structure: Signal,
     /// The mean of the two hash similarities.
     raw: f32,
-    /// How far `raw` rises above what unrelated prints reach for this query, in [0, 1].
+    /// Whether the structure hash alone rises further above its background than `raw` above
+    /// both channels'.
+    structure_alone: bool,
+    /// How far the hashes rise above what unrelated prints reach for this query, in [0, 1].
     similarity: f32,
     /// `similarity` as a score: squashed below the threshold by [`whole_score`].
     score: f32,
@@ -493,16 +496,23 @@ impl WholeView {
             lattice_only,
         );
         let raw = (lightness.similarity + structure.similarity) / 2.0;
-        let similarity = above_background(raw, query.whole_background);
-        let orientation = if structure.similarity >= lightness.similarity {
+        let both = above_background(raw, query.whole_background.mean());
+        // The structure channel is the colour-robust one (§1 of docs/matching.md): a new
+        // colourway changes the lightness layout, not where one ink meets another, so the
+        // structure hash may carry the whole print alone, measured against its own background.
+        let alone = above_background(structure.similarity, query.whole_background.structure);
+        let structure_alone = alone > both;
+        let orientation = if structure_alone || structure.similarity >= lightness.similarity {
             structure_turn
         } else {
             lightness_turn
         };
+        let similarity = both.max(alone);
         WholeView {
             lightness,
             structure,
             raw,
+            structure_alone,
             similarity,
             score: whole_score(similarity, copy_threshold),
             orientation,
@@ -563,6 +573,7 @@ fn score_pair(
         lightness,
         structure,
         raw: raw_whole,
+        structure_alone,
         similarity: whole,
         score: whole_part,
         orientation,
@@ -608,9 +619,16 @@ fn score_pair(
         "whole_print",
         whole,
         whole >= copy_threshold,
-        Finding::AboveBackground {
-            mean: raw_whole,
-            background,
+        if structure_alone {
+            Finding::StructureAboveBackground {
+                similarity: structure.similarity,
+                background: background.structure,
+            }
+        } else {
+            Finding::AboveBackground {
+                mean: raw_whole,
+                background: background.mean(),
+            }
         },
     );
     let local_signal = Signal::new(
@@ -1294,6 +1312,44 @@ mod tests {
         assert!(ranked.iter().all(|(_, comparison)| comparison.score == 0.0));
         let order: Vec<u64> = ranked.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(order, [1, 2]);
+    }
+
+    #[test]
+    fn a_negative_colourway_is_the_same_whole_print_by_its_ink_edges() {
+        use crate::features::extract;
+        use crate::normalize::normalize;
+        // The print in its negative colours: its light ground dark, its dark inks light. The
+        // lightness hash sees another layout; every ink meets the others where it did.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/print_a.png");
+        let print = image::open(path).expect("fixture").to_rgb8();
+        let mut negative = print.clone();
+        negative
+            .pixels_mut()
+            .for_each(|pixel| pixel.0 = pixel.0.map(|c| 255 - c));
+        let (print, negative) = (extract(&normalize(&print)), extract(&normalize(&negative)));
+        let comparison = compare(
+            &Query::alone(&negative),
+            &print,
+            None,
+            DEFAULT_COPY_THRESHOLD,
+        );
+        let signal = |name| {
+            comparison
+                .explanation
+                .signals
+                .iter()
+                .find(|s| s.name == name)
+                .expect("every signal is reported")
+        };
+        let (whole, lightness) = (signal("whole_print"), signal("lightness_hash"));
+        assert!(lightness.similarity < 0.3, "{}", lightness.detail);
+        // The mean of the two hashes read 0.51: the same print, but barely.
+        assert!(whole.similarity > 0.9, "{}", whole.detail);
+        assert!(
+            matches!(whole.finding, Finding::StructureAboveBackground { .. }),
+            "{}",
+            whole.detail
+        );
     }
 
     /// A print with a keypoint of each kind and both hashes `flipped` bits away from all-zero

@@ -33,18 +33,34 @@ pub(super) fn hash_neighbours(
     ]
 }
 
-/// The mean over both hash channels of the similarity of the query's [`BACKGROUND_RANK`]-th
-/// nearest registered print in that channel (itself left out), from [`hash_neighbours`]: a
-/// copy is one print, the background is what many reach. A plain channel contributes 0, as in
-/// the verifier.
-pub(super) fn whole_background(neighbours: &[Vec<HashHit>; 2], itself: Option<u64>) -> f32 {
-    let channel = |hits: &[HashHit]| {
-        hits.iter()
-            .filter(|hit| Some(hit.seq) != itself)
-            .nth(BACKGROUND_RANK - 1)
-            .map_or(0.0, |hit| hash_similarity(hit.distance))
-    };
-    (channel(&neighbours[0]) + channel(&neighbours[1])) / 2.0
+/// What unrelated registered prints reach for a query in each hash channel: the similarity of
+/// its [`BACKGROUND_RANK`]-th nearest registered print in that channel (itself left out), from
+/// [`hash_neighbours`]. A copy is one print, the background is what many reach. A plain
+/// channel's is 0, as in the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct HashBackground {
+    pub structure: f32,
+    pub lightness: f32,
+}
+
+impl HashBackground {
+    pub fn of(neighbours: &[Vec<HashHit>; 2], itself: Option<u64>) -> HashBackground {
+        let channel = |hits: &[HashHit]| {
+            hits.iter()
+                .filter(|hit| Some(hit.seq) != itself)
+                .nth(BACKGROUND_RANK - 1)
+                .map_or(0.0, |hit| hash_similarity(hit.distance))
+        };
+        HashBackground {
+            structure: channel(&neighbours[0]),
+            lightness: channel(&neighbours[1]),
+        }
+    }
+
+    /// The background of the two channels' mean similarity.
+    pub fn mean(&self) -> f32 {
+        (self.structure + self.lightness) / 2.0
+    }
 }
 
 /// How far `similarity` rises above `background`, rescaled to [0, 1].
@@ -170,23 +186,24 @@ mod tests {
     fn the_background_is_what_the_eighth_nearest_print_reaches() {
         let query = print(0);
         let few = registry((1..=7).map(print));
+        let background = |neighbours, itself| HashBackground::of(&neighbours, itself).mean();
         assert_eq!(
-            whole_background(&hash_neighbours(&query, &few, 0), None),
+            background(hash_neighbours(&query, &few, 0), None),
             0.0,
             "7 prints: no 8th"
         );
-        let unrelated = whole_background(
-            &hash_neighbours(&query, &registry((1..=40).map(print)), 0),
+        let unrelated = background(
+            hash_neighbours(&query, &registry((1..=40).map(print)), 0),
             None,
         );
         let twins = |n| registry(std::iter::repeat_with(|| print(0)).take(n));
         assert_eq!(
-            whole_background(&hash_neighbours(&query, &twins(8), 0), None),
+            background(hash_neighbours(&query, &twins(8), 0), None),
             1.0,
             "8 copies of it"
         );
         assert_eq!(
-            whole_background(&hash_neighbours(&query, &twins(7), 0), None),
+            background(hash_neighbours(&query, &twins(7), 0), None),
             0.0,
             "7 copies of it: no 8th"
         );
@@ -194,8 +211,8 @@ mod tests {
         let mut with_itself = (1..=7).map(print).collect::<Vec<_>>();
         with_itself.push(print(0));
         assert_eq!(
-            whole_background(
-                &hash_neighbours(&query, &registry(with_itself.into_iter()), 0),
+            background(
+                hash_neighbours(&query, &registry(with_itself.into_iter()), 0),
                 Some(7)
             ),
             0.0,
