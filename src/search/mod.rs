@@ -450,13 +450,10 @@ fn combine(whole: f32, parts: f32) -> f32 {
 struct WholeView {
     lightness: Signal,
     structure: Signal,
-    /// The mean of the two hash similarities.
-    raw: f32,
-    /// Whether the structure hash alone rises further above its background than `raw` above
-    /// both channels'.
-    structure_alone: bool,
     /// How far the hashes rise above what unrelated prints reach for this query, in [0, 1].
     similarity: f32,
+    /// What `similarity` was read from: the mean of both hashes, or the structure hash alone.
+    finding: Finding,
     /// `similarity` as a score: squashed below the threshold by [`whole_score`].
     score: f32,
     /// The query orientation at which the stronger hash signal matches.
@@ -507,13 +504,23 @@ impl WholeView {
         } else {
             lightness_turn
         };
+        let finding = if structure_alone {
+            Finding::StructureAboveBackground {
+                similarity: structure.similarity,
+                background: query.whole_background.structure,
+            }
+        } else {
+            Finding::AboveBackground {
+                mean: raw,
+                background: query.whole_background.mean(),
+            }
+        };
         let similarity = both.max(alone);
         WholeView {
             lightness,
             structure,
-            raw,
-            structure_alone,
             similarity,
+            finding,
             score: whole_score(similarity, copy_threshold),
             orientation,
         }
@@ -572,14 +579,12 @@ fn score_pair(
     let WholeView {
         lightness,
         structure,
-        raw: raw_whole,
-        structure_alone,
         similarity: whole,
+        finding: whole_finding,
         score: whole_part,
         orientation,
     } = whole;
     let (repeat, repeat_part) = repeat_view(query, units, copy_threshold);
-    let background = query.whole_background;
     let query_kinds = query.descriptors.kind_count();
     let reference_keypoints = reference.local.registered_descriptors().len();
     let half = half_weight(query_kinds, reference_keypoints);
@@ -615,22 +620,7 @@ fn score_pair(
         carrying,
         &repeat.finding,
     );
-    let whole_signal = Signal::new(
-        "whole_print",
-        whole,
-        whole >= copy_threshold,
-        if structure_alone {
-            Finding::StructureAboveBackground {
-                similarity: structure.similarity,
-                background: background.structure,
-            }
-        } else {
-            Finding::AboveBackground {
-                mean: raw_whole,
-                background: background.mean(),
-            }
-        },
-    );
+    let whole_signal = Signal::new("whole_print", whole, whole >= copy_threshold, whole_finding);
     let local_signal = Signal::new(
         "local_features",
         parts,

@@ -95,7 +95,8 @@ pub(super) fn is_fine_repeat(unit: Option<&RepeatUnit>) -> bool {
 
 /// One hash signal: its similarity in [0, 1] and the query orientation that reaches it. A plain
 /// channel on either side is no evidence either way: similarity 0. A single hash never fires
-/// alone; only the mean of both (the whole-print signal) is held against the threshold.
+/// alone; the whole-print signal (the mean of both, or the structure hash alone against its
+/// own background) is held against the threshold.
 /// `lattice_only`: a fine repeat beside a print that does not fold into its unit (another unit
 /// on the same lattice, or no repeat at all, as stripes of the same period show), so the bits
 /// say no more than that the lattices agree, and count for nothing; a copy of a repeat keeps
