@@ -344,10 +344,7 @@ fn import(dir: &Path, data: &Path, owner: String, status: Status) -> anyhow::Res
         AtomicUsize::new(0),
     );
     let failed = std::sync::Mutex::new(Vec::new());
-    // Opening tops the saved index up with prints registered after its last save; save that once.
-    let mut index_saved = false;
     for chunk in files.chunks(IMPORT_CHUNK) {
-        let created_before = created.load(Ordering::Relaxed);
         chunk.par_iter().for_each(|path| {
             let outcome = (|| -> anyhow::Result<bool> {
                 let bytes = std::fs::read(path)?;
@@ -388,13 +385,11 @@ fn import(dir: &Path, data: &Path, owner: String, status: Status) -> anyhow::Res
             };
             progress.inc(1);
         });
-        // A resumed import walks past the files it already registered: nothing to save for them.
-        if created.load(Ordering::Relaxed) > created_before || !index_saved {
-            progress.set_message("saving index");
-            engine.save_index()?;
-            progress.set_message("");
-            index_saved = true;
-        }
+        // Rewrites the dumps only when the chunk (or opening, topping them up) added to them:
+        // a resumed import walks past the files it registered before.
+        progress.set_message("saving index");
+        engine.save_index()?;
+        progress.set_message("");
     }
     progress.finish();
     let failed = failed.into_inner().expect("failures lock");

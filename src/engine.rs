@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -137,6 +137,10 @@ pub struct Engine {
     features: RegisteredFeatures,
     /// Every pattern's status, so searches return only published patterns.
     statuses: RwLock<HashMap<u64, Status>>,
+    /// Whether the index dumps on disk hold all the indexes in memory do: a stop with nothing
+    /// registered since the start or the last save then need not rewrite them (at 200,000
+    /// prints a gigabyte and seconds).
+    index_saved: AtomicBool,
     config: Config,
     /// Held for the engine's life: one process per data directory.
     _lock: File,
@@ -173,8 +177,8 @@ impl Engine {
             (registered, dumps)
         });
         let Registered { features, statuses } = registered?;
-        let vectors = top_up_vectors(vectors, &features)?;
-        let keypoints = top_up_keypoints(keypoints, &features);
+        let (vectors, vectors_as_saved) = top_up_vectors(vectors, &features)?;
+        let (keypoints, keypoints_as_saved) = top_up_keypoints(keypoints, &features);
         let features: HashMap<u64, Arc<FeatureSet>> = features.into_iter().collect();
         let indexes = Indexes::new(vectors, keypoints, &features);
         release_free_memory();
@@ -191,6 +195,7 @@ impl Engine {
             indexes,
             statuses: RwLock::new(statuses),
             features: RwLock::new(features),
+            index_saved: AtomicBool::new(vectors_as_saved && keypoints_as_saved),
             config,
             _lock: lock,
         })
@@ -303,6 +308,7 @@ impl Engine {
     fn index(&self, seq: u64, mut features: FeatureSet) {
         features.keep_reference();
         let features = Arc::new(features);
+        self.index_saved.store(false, Ordering::SeqCst);
         if let Err(e) = self.indexes.insert(seq, &features) {
             tracing::error!("pattern {seq} is registered but not fully indexed until restart: {e}");
         }
@@ -452,8 +458,21 @@ impl Engine {
     }
 
     /// Writes the global-vector graph and the keypoint index to the data directory, so the
-    /// next start need not rebuild them.
+    /// next start need not rebuild them; unless the dumps there already hold them.
     pub fn save_index(&self) -> Result<()> {
+        // Marked saved before writing: a registration indexed meanwhile marks it unsaved again.
+        if self.index_saved.swap(true, Ordering::SeqCst) {
+            tracing::info!("index unchanged since it was read or saved; not rewritten");
+            return Ok(());
+        }
+        let saved = self.write_index();
+        if saved.is_err() {
+            self.index_saved.store(false, Ordering::SeqCst);
+        }
+        saved
+    }
+
+    fn write_index(&self) -> Result<()> {
         let started = Instant::now();
         let dir = self.data_dir.join("index");
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -611,11 +630,11 @@ fn load_vectors(dir: &Path) -> Option<VectorIndex> {
 
 /// Adds to the loaded global-vector graph what the registry has beyond it; builds it from the
 /// registry when there is none, or when it holds prints the registry lacks. Says which in the
-/// log, with the rate of any rebuild.
+/// log, with the rate of any rebuild. True with it when it is the loaded graph unchanged.
 fn top_up_vectors(
     loaded: Option<VectorIndex>,
     features: &[(u64, Arc<FeatureSet>)],
-) -> Result<VectorIndex> {
+) -> Result<(VectorIndex, bool)> {
     let name = VECTORS_DIR;
     let loaded = loaded.filter(|graph| {
         let known: HashSet<u64> = features.iter().map(|(s, _)| *s).collect();
@@ -632,6 +651,7 @@ fn top_up_vectors(
         }
         foreign == 0
     });
+    let was_loaded = loaded.is_some();
     let graph = loaded.unwrap_or_else(|| {
         VectorIndex::new(global_vector::DIMENSIONS, features.len(), VECTOR_SHAPE)
     });
@@ -657,7 +677,7 @@ fn top_up_vectors(
             );
         }
     }
-    Ok(graph)
+    Ok((graph, was_loaded && missing.is_empty()))
 }
 
 /// Reads the persisted keypoint index, or says in the log why there is none to read.
@@ -695,28 +715,28 @@ fn read_keypoints(dir: &Path) -> Option<KeypointDump> {
 /// Joins the keypoint index read from its dump to the prints' features and adds what the
 /// registry has beyond it; builds it from the registry when there is none, when it holds
 /// prints the registry lacks, or when it does not match their keypoints. Says which in the
-/// log, with the rate of any rebuild.
+/// log, with the rate of any rebuild. True with it when it is the dump's index unchanged.
 fn top_up_keypoints(
     dump: Option<KeypointDump>,
     features: &[(u64, Arc<FeatureSet>)],
-) -> KeypointIndex {
+) -> (KeypointIndex, bool) {
     let by_seq: HashMap<u64, &Arc<FeatureSet>> = features.iter().map(|(s, f)| (*s, f)).collect();
     let attached = dump.map(|dump| dump.attach(|seq| by_seq.get(&seq).map(|f| Arc::clone(f))));
-    let index = match attached {
-        None => KeypointIndex::default(),
+    let (index, was_loaded) = match attached {
+        None => (KeypointIndex::default(), false),
         Some(Ok(Some(index))) => {
             tracing::info!(keypoints = index.len(), "keypoint index loaded");
-            index
+            (index, true)
         }
         Some(Ok(None)) => {
             tracing::info!(
                 "the keypoint index holds prints the registry lacks; building it from the registry"
             );
-            KeypointIndex::default()
+            (KeypointIndex::default(), false)
         }
         Some(Err(e)) => {
             tracing::warn!("keypoint index unusable ({e}); rebuilding it from the registry");
-            KeypointIndex::default()
+            (KeypointIndex::default(), false)
         }
     };
     let present = index.prints();
@@ -739,6 +759,7 @@ fn top_up_keypoints(
             );
         }
     }
-    index.train_if_needed();
-    index
+    let trained = index.train_if_needed();
+    let as_loaded = was_loaded && missing.is_empty() && !trained;
+    (index, as_loaded)
 }

@@ -443,10 +443,10 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
             .ends_with("-000013")
     );
     server.stop();
-    assert!(
-        dir.path().join("index/keypoints.bin").exists(),
-        "a graceful stop saves the index"
-    );
+    let dump = dir.path().join("index/keypoints.bin");
+    assert!(dump.exists(), "a graceful stop saves the index");
+    let saved_at = || std::fs::metadata(&dump).unwrap().modified().unwrap();
+    let first_save = saved_at();
 
     let server = Server::start(dir.path());
     assert_eq!(server.get("/healthz").1["patterns"], 13);
@@ -455,6 +455,23 @@ fn acknowledged_registrations_survive_kill_9_and_restarts() {
         later["id"].as_str().unwrap()
     );
     assert_eq!(top_id(&server.search(generated_print(3))), ids[3]);
+    server.stop();
+    assert_eq!(
+        saved_at(),
+        first_save,
+        "a stop with nothing registered since the start leaves the saved index as it was"
+    );
+
+    let server = Server::start(dir.path());
+    let last = server.register_id(generated_print(101), "after a restart");
+    server.stop();
+    assert_ne!(
+        saved_at(),
+        first_save,
+        "a stop saves a registration's index"
+    );
+    let server = Server::start(dir.path());
+    assert_eq!(top_id(&server.search(generated_print(101))), last);
 }
 
 #[test]

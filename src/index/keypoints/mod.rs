@@ -194,12 +194,15 @@ impl KeypointIndex {
         }
     }
 
-    /// Trains the vocabulary when the index has grown enough since it was last trained.
-    pub fn train_if_needed(&self) {
+    /// Trains the vocabulary when the index has grown enough since it was last trained; says
+    /// whether it did.
+    pub fn train_if_needed(&self) -> bool {
         let _inserting = self.inserting.lock().expect("keypoint insertion lock");
-        if self.read().needs_training() {
+        let needed = self.read().needs_training();
+        if needed {
             self.train();
         }
+        needed
     }
 
     /// Called with `inserting` held.
