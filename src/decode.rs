@@ -71,11 +71,30 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage> {
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    if format == ImageFormat::Jpeg && jpeg_truncated(bytes) {
+        return Err(Error::bad_input(
+            "invalid_image",
+            "the image is truncated: the JPEG stops before its end marker",
+        ));
+    }
     image.apply_orientation(orientation);
     Ok(DecodedImage {
         pixels: composite_on_white(&image),
         format,
     })
+}
+
+/// Whether a JPEG stops short: no end-of-image marker (FF D9) follows its last start-of-scan
+/// marker (FF DA). The JPEG decoder fills what a cut file lacks with grey and says nothing, and
+/// a registration of part of a print would record the wrong picture. Neither marker can occur
+/// inside a scan's data, where every FF byte is followed by 00 or a restart marker.
+fn jpeg_truncated(bytes: &[u8]) -> bool {
+    let Some(last_scan) = bytes.windows(2).rposition(|pair| pair == [0xFF, 0xDA]) else {
+        return true;
+    };
+    !bytes[last_scan..]
+        .windows(2)
+        .any(|pair| pair == [0xFF, 0xD9])
 }
 
 fn decoder_limits() -> Limits {
@@ -170,6 +189,25 @@ mod tests {
         }
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
         assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn every_cut_jpeg_is_refused_as_truncated() {
+        let image = DynamicImage::ImageRgb8(RgbImage::from_fn(48, 48, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 5) as u8, ((x * y) % 256) as u8])
+        }));
+        let mut bytes = Cursor::new(Vec::new());
+        image.write_to(&mut bytes, ImageFormat::Jpeg).unwrap();
+        let bytes = bytes.into_inner();
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "prefix of {len} bytes");
+        }
+        let half = decode(&bytes[..bytes.len() / 2]).err().unwrap();
+        assert!(half.to_string().contains("truncated"), "{half}");
+        assert!(decode(&bytes).is_ok());
+        // Bytes after the end marker (some cameras append data) leave the picture whole.
+        let padded = [bytes.as_slice(), &[0u8; 100]].concat();
+        assert!(decode(&padded).is_ok());
     }
 
     #[test]

@@ -331,6 +331,14 @@ fn bad_input_gets_a_clear_json_error_and_the_service_carries_on() {
         .collect();
     assert_error(search(noise), 415, "unsupported_image");
     assert_error(search(fixture("truncated.png")), 400, "invalid_image");
+    let jpeg = fixture("print_a.jpg");
+    let half_jpeg = jpeg[..jpeg.len() / 2].to_vec();
+    assert_error(search(half_jpeg.clone()), 400, "invalid_image");
+    assert_error(
+        server.register(half_jpeg, "half a print"),
+        400,
+        "invalid_image",
+    );
     assert_error(search(fixture("zero_size.png")), 400, "invalid_image");
     assert_error(search(fixture("huge_header.png")), 413, "too_large");
     assert_error(search(Vec::new()), 400, "empty_upload");
