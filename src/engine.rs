@@ -308,10 +308,12 @@ impl Engine {
     fn index(&self, seq: u64, mut features: FeatureSet) {
         features.keep_reference();
         let features = Arc::new(features);
-        self.index_saved.store(false, Ordering::SeqCst);
         if let Err(e) = self.indexes.insert(seq, &features) {
             tracing::error!("pattern {seq} is registered but not fully indexed until restart: {e}");
         }
+        // After the insertion: a save that began before it ends marks the dumps saved, and this
+        // marks them stale again.
+        self.index_saved.store(false, Ordering::SeqCst);
         self.features
             .write()
             .expect("features lock")
