@@ -70,13 +70,14 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedImage> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    // Before decoding: a cut file is refused without allocating and filling its pixels.
     if format == ImageFormat::Jpeg && jpeg_truncated(bytes) {
         return Err(Error::bad_input(
             "invalid_image",
             "the image is truncated: the JPEG stops before its end marker",
         ));
     }
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     image.apply_orientation(orientation);
     Ok(DecodedImage {
         pixels: composite_on_white(&image),
